@@ -1,0 +1,44 @@
+# The two commands a new user needs: `make run` and `make test`. Each does its own set-up.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint demo token kafka venv clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+kafka: $(STAMP)
+	$(BIN)/python deploy/kafka/local_kafka.py fetch
+
+# Kafka on 127.0.0.1:9092, the workers, the API on 127.0.0.1:8000 and the OTP sink; Ctrl-C
+# stops them all.
+run: kafka
+	$(BIN)/python deploy/dev/stack.py
+
+# The whole suite, integration tests against a real Kafka broker included.
+test: kafka
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Plays the bank's app against `make run`: key, device, OTP, signature, binding.
+demo: $(STAMP)
+	$(BIN)/python deploy/dev/demo.py
+
+# Prints a development bearer token (CLIENT_ID=... to choose the client).
+token: $(STAMP)
+	@$(BIN)/python deploy/dev/devkeys.py mint --client-id $${CLIENT_ID:-bank-app-1}
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

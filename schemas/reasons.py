@@ -1,0 +1,40 @@
+"""Why a command was refused: one enum for the HTTP ``code`` and the event ``reason``.
+
+The worker decides an outcome and names it with a :class:`Reason`; the HTTP front turns
+the same value into the error ``code`` it answers with, and the result event carries it
+as ``reason``. Both read this one definition, so they cannot drift apart.
+"""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    INVALID_SIGNATURE = "invalid_signature"
+    CHALLENGE_EXPIRED = "challenge_expired"
+    CHALLENGE_LOCKED = "challenge_locked"
+    CHALLENGE_ALREADY_VERIFIED = "challenge_already_verified"
+    NOT_FOUND = "not_found"
+    # Only for device registration; never the reason of a signature_rejected event.
+    DEVICE_LIMIT_REACHED = "device_limit_reached"
+
+
+# The reasons a ``signature_rejected`` event may carry (SPEC §5).
+SIGNATURE_REJECTION_REASONS = frozenset(
+    {
+        Reason.INVALID_SIGNATURE,
+        Reason.CHALLENGE_EXPIRED,
+        Reason.CHALLENGE_LOCKED,
+        Reason.CHALLENGE_ALREADY_VERIFIED,
+        Reason.NOT_FOUND,
+    }
+)
+
+# HTTP status each reason is answered with (SPEC §3, error table).
+HTTP_STATUS: dict[Reason, int] = {
+    Reason.INVALID_SIGNATURE: 403,
+    Reason.CHALLENGE_EXPIRED: 409,
+    Reason.CHALLENGE_LOCKED: 409,
+    Reason.CHALLENGE_ALREADY_VERIFIED: 409,
+    Reason.NOT_FOUND: 404,
+    Reason.DEVICE_LIMIT_REACHED: 409,
+}
