@@ -1,0 +1,78 @@
+"""Commands the HTTP front publishes to ``mfa.device-binding.commands.v1`` (internal).
+
+Every command names the request that caused it (``command_id``, unique per HTTP request, and
+``request_id``, the caller's correlation id) and the API replica waiting for the answer
+(``reply_to``). Ids of things to be created are chosen by the API, so a redelivered command
+creates nothing twice and the Kafka key (the challenge id) is known before publishing.
+"""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field, TypeAdapter
+
+from schemas.devices import DeviceRegistration
+from schemas.fields import DeviceData, Identifier, SignatureHex
+from schemas.model import WireModel
+
+
+class CommandHeader(WireModel):
+    command_id: UUID
+    request_id: str
+    client_id: str
+    reply_to: str | None = None
+    issued_at: datetime
+
+
+class RegisterDevice(CommandHeader):
+    type: Literal["register_device"] = "register_device"
+    device_id: UUID
+    key_id: UUID
+    challenge_id: UUID
+    registration: DeviceRegistration
+
+
+class VerifySignature(CommandHeader):
+    type: Literal["verify_signature"] = "verify_signature"
+    challenge_id: UUID
+    signature: SignatureHex
+    device_data: DeviceData | None = None
+
+
+class UnbindDevice(CommandHeader):
+    type: Literal["unbind_device"] = "unbind_device"
+    device_id: UUID
+
+
+class GetChallenge(CommandHeader):
+    type: Literal["get_challenge"] = "get_challenge"
+    challenge_id: UUID
+
+
+class GetDevice(CommandHeader):
+    type: Literal["get_device"] = "get_device"
+    device_id: UUID
+
+
+class ListDevices(CommandHeader):
+    type: Literal["list_devices"] = "list_devices"
+    person_id: Identifier
+
+
+Command = Annotated[
+    RegisterDevice | VerifySignature | UnbindDevice | GetChallenge | GetDevice | ListDevices,
+    Field(discriminator="type"),
+]
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+def command_key(command: Command) -> bytes:
+    """The Kafka key: commands about one challenge or device stay in order on one partition."""
+    match command:
+        case RegisterDevice() | VerifySignature() | GetChallenge():
+            return str(command.challenge_id).encode()
+        case UnbindDevice() | GetDevice():
+            return str(command.device_id).encode()
+        case ListDevices():
+            return command.person_id.encode()

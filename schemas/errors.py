@@ -1,0 +1,50 @@
+"""HTTP error bodies, in the two shapes the seed endpoint defines, and the error codes.
+
+- 400, 404, 500, 503 answer a flat :class:`FlatError`;
+- 401, 403, 409 answer an :class:`ErrorList` of :class:`ErrorItem`.
+
+A rejection decided by a worker uses its :class:`~schemas.reasons.Reason` value as ``code``;
+the codes below are the ones only the HTTP front produces.
+"""
+
+from enum import StrEnum
+
+from schemas.model import WireModel
+
+LIST_SHAPED_STATUSES = frozenset({401, 403, 409})
+
+
+class ErrorCode(StrEnum):
+    VALIDATION_ERROR = "validation_error"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "insufficient_scope"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    VERIFICATION_PENDING = "verification_pending"
+    GENERIC_ERROR = "generic_error"
+
+
+class FlatError(WireModel):
+    id: str
+    status: int
+    code: str
+    title: str
+    detail: str
+    error_code: str
+
+
+class ErrorSource(WireModel):
+    field: str
+    message: str
+
+
+class ErrorItem(WireModel):
+    id: str
+    status: int
+    code: str
+    title: str
+    detail: str
+    source: ErrorSource
+
+
+class ErrorList(WireModel):
+    errors: list[ErrorItem]

@@ -1,0 +1,82 @@
+"""Result events on ``mfa.device-binding.events.v1``: CloudEvents 1.0, structured JSON mode.
+
+Consumed by the audit and fraud teams: field names are a public contract. No event carries
+the OTP or anything derived from it.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import Field
+
+from schemas.model import WireModel
+from schemas.reasons import Reason
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+EVENT_SOURCE = "/mfa/device-binding"
+
+
+class EventType(StrEnum):
+    CHALLENGE_CREATED = "mfa.device_binding.challenge_created"
+    SIGNATURE_VERIFIED = "mfa.device_binding.signature_verified"
+    SIGNATURE_REJECTED = "mfa.device_binding.signature_rejected"
+    DEVICE_UNBOUND = "mfa.device_binding.device_unbound"
+
+
+class ChallengeCreated(WireModel):
+    challenge_id: UUID
+    device_id: UUID
+    key_id: UUID
+    person_id: str
+    client_id: str
+    key_purpose: str
+    device_data: str | None
+    request_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class SignatureAttempt(WireModel):
+    """Data of ``signature_verified`` and ``signature_rejected``: one per attempt."""
+
+    challenge_id: UUID
+    # Unknown when the challenge is unknown (reason not_found).
+    device_id: UUID | None
+    key_id: UUID | None
+    person_id: str | None
+    client_id: str
+    outcome: Literal["verified", "rejected"]
+    reason: Reason | None
+    # The attempt's number among the challenge's counted attempts; None when not counted.
+    attempt: int | None
+    attempts_remaining: int | None
+    device_data: str | None
+    signature: str
+    request_id: str
+    received_at: datetime
+    decided_at: datetime
+
+
+class DeviceUnbound(WireModel):
+    device_id: UUID
+    key_id: UUID
+    person_id: str
+    client_id: str
+    request_id: str
+    unbound_at: datetime
+
+
+Data = TypeVar("Data", ChallengeCreated, SignatureAttempt, DeviceUnbound)
+
+
+class CloudEvent(WireModel, Generic[Data]):
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str = EVENT_SOURCE
+    type: EventType
+    subject: str
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: Data = Field()

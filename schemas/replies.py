@@ -1,0 +1,21 @@
+"""A worker's answer to one command, on the internal replies topic."""
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import JsonValue
+
+from schemas.model import WireModel
+from schemas.reasons import Reason
+
+
+class Reply(WireModel):
+    command_id: UUID
+    reply_to: str
+    outcome: Literal["ok", "rejected"]
+    # With "ok": the HTTP body to answer with (None for 204). With "rejected": None.
+    body: JsonValue = None
+    reason: Reason | None = None
+    # A human sentence for the error body; never secret (no OTP, key or token).
+    detail: str | None = None
+    attempts_remaining: int | None = None

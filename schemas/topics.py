@@ -1,0 +1,14 @@
+"""Kafka topic names (SPEC §5). The first four are a public contract other teams consume."""
+
+COMMANDS = "mfa.device-binding.commands.v1"
+EVENTS = "mfa.device-binding.events.v1"
+OTP_DELIVERIES = "mfa.otp-deliveries.v1"
+COMMANDS_DLQ = "mfa.device-binding.commands.v1.dlq"
+
+# Internal: the worker's answer to the API replica that sent a command. Every replica reads
+# it and keeps only the replies to its own requests (see api/replies.py).
+REPLIES = "mfa.device-binding.replies.v1"
+
+# Headers the DLQ adds to a dead-lettered command.
+DLQ_REASON_HEADER = "dlq-reason"
+DLQ_SOURCE_HEADER = "dlq-source"
