@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,22 @@ from types import ModuleType
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# CI checks the shared folder out beside the repository (see its README).
+_DEFAULT_WYCHEPROOF_DIR = REPO_ROOT.parent / "shared" / "testdata" / "wycheproof"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here rather than in tests/unit/: pytest reads options only from the root conftest
+    # when it is run without a path.
+    parser.addoption(
+        "--wycheproof-dir",
+        # Resolved here, once, so tests only ever read the option.
+        default=os.environ.get("WYCHEPROOF_DIR") or str(_DEFAULT_WYCHEPROOF_DIR),
+        help=(
+            "folder holding the Wycheproof ECDSA/ECDH P-256 JSON files "
+            "(default: $WYCHEPROOF_DIR, else <repo>/../shared/testdata/wycheproof)"
+        ),
+    )
 
 
 def _load_launcher() -> ModuleType:

@@ -1,0 +1,405 @@
+"""The device-binding decisions: one method per command, independent of Kafka.
+
+Each command is decided, the decision stored, and only then announced through the
+:class:`Outbox` (events, OTP delivery, the reply to the waiting API replica). A command that
+is delivered again finds its decision stored and announces it again, identically; it never
+decides twice. An invalid signature is a normal outcome with its event, not an exception.
+"""
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+from pydantic import JsonValue
+from sqlalchemy.exc import IntegrityError
+
+from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
+from schemas.commands import (
+    Command,
+    CommandHeader,
+    GetChallenge,
+    GetDevice,
+    ListDevices,
+    RegisterDevice,
+    UnbindDevice,
+    VerifySignature,
+)
+from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceList, DeviceStatus
+from schemas.model import WireModel
+from schemas.otp import OtpDelivery
+from schemas.reasons import Reason
+from schemas.replies import Reply
+from worker import events, views
+from worker.errors import InvalidPublicKey, SignatureRejected, StoreContention
+from worker.store import Binding, Store
+from worker.tables import AttemptRow, ChallengeRow, DeviceRow
+from worker.verify import verify_digest
+
+Clock = Callable[[], datetime]
+
+# How often a decision is taken again when the challenge changed under it before giving up
+# (the command is then retried as a transient failure).
+_MAX_DECISION_ROUNDS = 5
+
+_REJECTION_DETAIL = {
+    Reason.NOT_FOUND: "No such resource for this client.",
+    Reason.CHALLENGE_EXPIRED: "The challenge has expired; register the device again.",
+    Reason.CHALLENGE_LOCKED: "The challenge is locked after too many failed attempts.",
+    Reason.CHALLENGE_ALREADY_VERIFIED: "The challenge has already been verified.",
+    Reason.DEVICE_LIMIT_REACHED: (
+        f"The person already has {MAX_BOUND_DEVICES_PER_PERSON} bound devices."
+    ),
+}
+_TERMINAL_REASON = {
+    ChallengeStatus.VERIFIED: Reason.CHALLENGE_ALREADY_VERIFIED,
+    ChallengeStatus.EXPIRED: Reason.CHALLENGE_EXPIRED,
+    ChallengeStatus.LOCKED: Reason.CHALLENGE_LOCKED,
+}
+
+
+class Outbox(Protocol):
+    """Where decisions are announced. Each call returns once Kafka has the message."""
+
+    async def publish_event(self, key: str, event_json: str) -> None: ...
+
+    async def deliver_otp(self, delivery: OtpDelivery) -> None: ...
+
+    async def reply(self, reply: Reply) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_otp() -> str:
+    """Six digits from the CSPRNG, leading zeros kept."""
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def otp_digest(otp: str) -> bytes:
+    return hashlib.sha256(otp.encode("ascii")).digest()
+
+
+def invalid_signature_detail(remaining: int) -> str:
+    plural = "attempt remains" if remaining == 1 else "attempts remain"
+    return f"The signature does not verify; {remaining} {plural}."
+
+
+class BindingService:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        *,
+        challenge_ttl: timedelta,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._ttl = challenge_ttl
+        self._clock = clock
+
+    async def handle(self, command: Command) -> None:
+        match command:
+            case RegisterDevice():
+                await self.register(command)
+            case VerifySignature():
+                await self.verify(command)
+            case UnbindDevice():
+                await self.unbind(command)
+            case GetChallenge():
+                await self.get_challenge(command)
+            case GetDevice():
+                await self.get_device(command)
+            case ListDevices():
+                await self.list_devices(command)
+
+    # Registration
+
+    async def register(self, command: RegisterDevice) -> None:
+        replayed = await self._store.find_registration(str(command.command_id))
+        if replayed is not None:
+            await self._announce_registration(command, replayed, otp=None)
+            return
+        now = self._clock()
+        otp = new_otp()
+        body = command.registration
+        device = DeviceRow(
+            id=str(command.device_id),
+            key_id=str(command.key_id),
+            client_id=command.client_id,
+            person_id=body.person_id,
+            name=body.name,
+            key_purpose=body.key_purpose.value,
+            public_key=body.key,
+            status=DeviceStatus.PENDING.value,
+            device_data=body.device_data,
+            created_at=now,
+            created_by_command=str(command.command_id),
+            created_by_request=command.request_id,
+        )
+        challenge = ChallengeRow(
+            id=str(command.challenge_id),
+            device_id=device.id,
+            status=ChallengeStatus.PENDING.value,
+            otp_digest=otp_digest(otp),
+            otp_delivered=False,
+            failed_attempts=0,
+            created_at=now,
+            expires_at=now + self._ttl,
+        )
+        try:
+            registered = await self._store.register(
+                device, challenge, max_bound=MAX_BOUND_DEVICES_PER_PERSON
+            )
+        except IntegrityError:
+            # The same command, delivered twice at once: the other copy won.
+            raise StoreContention("registration inserted concurrently") from None
+        if not registered:
+            await self._reject(command, Reason.DEVICE_LIMIT_REACHED)
+            return
+        await self._announce_registration(
+            command, Binding(challenge=challenge, device=device), otp=otp
+        )
+
+    async def _announce_registration(
+        self, command: RegisterDevice, binding: Binding, *, otp: str | None
+    ) -> None:
+        challenge = binding.challenge
+        if (
+            otp is None
+            and challenge.status == ChallengeStatus.PENDING
+            and not challenge.otp_delivered
+        ):
+            # Stored, but the OTP never reached Kafka before a crash: it is lost with the
+            # worker's memory, so the challenge gets a fresh one.
+            otp = new_otp()
+            if not await self._store.replace_undelivered_otp(challenge.id, otp_digest(otp)):
+                otp = None
+        if otp is not None:
+            await self._outbox.deliver_otp(
+                OtpDelivery(
+                    challenge_id=uuid.UUID(challenge.id),
+                    person_id=binding.device.person_id,
+                    otp=otp,
+                    language=command.registration.language,
+                    expires_at=challenge.expires_at,
+                )
+            )
+            await self._store.mark_otp_delivered(challenge.id)
+        created = events.challenge_created(binding, request_id=binding.device.created_by_request)
+        await self._outbox.publish_event(challenge.id, created.model_dump_json())
+        await self._ok(command, views.device_registered(binding))
+
+    # Verification
+
+    async def verify(self, command: VerifySignature) -> None:
+        for _ in range(_MAX_DECISION_ROUNDS):
+            if await self._decide_attempt(command):
+                return
+        raise StoreContention("challenge kept changing while deciding an attempt")
+
+    async def _decide_attempt(self, command: VerifySignature) -> bool:
+        """Decide, store and announce one attempt; False when the challenge changed meanwhile."""
+        challenge_id = str(command.challenge_id)
+        binding = await self._store.find_binding(challenge_id)
+        if binding is None or not self._owns(command, binding.device):
+            await self._reject_attempt(command, None, Reason.NOT_FOUND)
+            return True
+
+        prior = await self._store.find_attempt(challenge_id, command.signature)
+        if prior is not None:
+            await self._repeat_attempt(command, binding, prior)
+            return True
+
+        challenge = binding.challenge
+        now = self._clock()
+        status = views.effective_status(challenge, now)
+        if status is ChallengeStatus.EXPIRED and challenge.status == ChallengeStatus.PENDING:
+            await self._store.expire(challenge_id, now)
+        if status is not ChallengeStatus.PENDING:
+            await self._reject_attempt(command, binding, _TERMINAL_REASON[status])
+            return True
+        if challenge.otp_digest is None:
+            return False  # left pending between the two reads
+
+        seen_failures = challenge.failed_attempts
+        number = seen_failures + 1
+        try:
+            verify_digest(
+                public_key=bytes.fromhex(binding.device.public_key),
+                digest=challenge.otp_digest,
+                signature_hex=command.signature,
+            )
+        except (SignatureRejected, InvalidPublicKey):
+            # A stored key was checked at registration; were it unusable all the same, no
+            # signature could verify against it, which is what this outcome says.
+            remaining = MAX_FAILED_ATTEMPTS - number
+            event = events.signature_attempt(
+                command,
+                binding,
+                reason=Reason.INVALID_SIGNATURE,
+                attempt=number,
+                attempts_remaining=remaining,
+                decided_at=now,
+            )
+            attempt = self._attempt_row(command, event.model_dump_json(), number, now, "rejected")
+            if not await self._store.record_failed(
+                binding, attempt, seen_failures=seen_failures, max_failures=MAX_FAILED_ATTEMPTS
+            ):
+                return False
+            await self._outbox.publish_event(challenge_id, attempt.event_json)
+            await self._rejected(command, Reason.INVALID_SIGNATURE, remaining)
+            return True
+
+        event = events.signature_attempt(
+            command,
+            binding,
+            reason=None,
+            attempt=number,
+            attempts_remaining=MAX_FAILED_ATTEMPTS - seen_failures,
+            decided_at=now,
+        )
+        attempt = self._attempt_row(command, event.model_dump_json(), number, now, "verified")
+        if not await self._store.record_verified(binding, attempt, seen_failures=seen_failures):
+            return False
+        await self._outbox.publish_event(challenge_id, attempt.event_json)
+        await self._ok(command, None)
+        return True
+
+    async def _repeat_attempt(
+        self, command: VerifySignature, binding: Binding, prior: AttemptRow
+    ) -> None:
+        """The same signature again: the stored outcome, and the original event once more."""
+        await self._outbox.publish_event(prior.challenge_id, prior.event_json)
+        if prior.outcome == "verified":
+            await self._ok(command, None)
+        else:
+            remaining = views.attempts_remaining(binding.challenge)
+            await self._rejected(command, Reason.INVALID_SIGNATURE, remaining)
+
+    async def _reject_attempt(
+        self, command: VerifySignature, binding: Binding | None, reason: Reason
+    ) -> None:
+        """A refusal that counts no attempt (unknown, expired, locked, already verified)."""
+        remaining = views.attempts_remaining(binding.challenge) if binding else None
+        event = events.signature_attempt(
+            command,
+            binding,
+            reason=reason,
+            attempt=None,
+            attempts_remaining=remaining,
+            decided_at=self._clock(),
+        )
+        await self._outbox.publish_event(str(command.challenge_id), event.model_dump_json())
+        await self._reject(command, reason)
+
+    @staticmethod
+    def _attempt_row(
+        command: VerifySignature, event_json: str, number: int, now: datetime, outcome: str
+    ) -> AttemptRow:
+        return AttemptRow(
+            challenge_id=str(command.challenge_id),
+            signature=command.signature,
+            outcome=outcome,
+            number=number,
+            event_json=event_json,
+            decided_at=now,
+        )
+
+    # Devices and reads
+
+    async def unbind(self, command: UnbindDevice) -> None:
+        device_id, command_id = str(command.device_id), str(command.command_id)
+        device = await self._store.find_device(device_id)
+        if device is None or device.client_id != command.client_id:
+            await self._reject(command, Reason.NOT_FOUND)
+            return
+        if device.status != DeviceStatus.UNBOUND:
+            await self._store.unbind(
+                device_id, command_id=command_id, request_id=command.request_id, now=self._clock()
+            )
+            device = await self._store.find_device(device_id)
+        # Unbound by this very command (now, or before a redelivery), or else by another one
+        # earlier, in which case the device no longer exists for the client.
+        if device is None or device.unbound_by_command != command_id or device.unbound_at is None:
+            await self._reject(command, Reason.NOT_FOUND)
+            return
+        challenge = await self._store.challenge_of(device_id)
+        if challenge is None:
+            raise StoreContention(f"device {device_id} has no challenge")
+        unbound = events.device_unbound(
+            device, challenge_id=challenge.id, unbound_at=device.unbound_at
+        )
+        await self._outbox.publish_event(challenge.id, unbound.model_dump_json())
+        await self._ok(command, None)
+
+    async def get_challenge(self, command: GetChallenge) -> None:
+        binding = await self._store.find_binding(str(command.challenge_id))
+        if binding is None or not self._owns(command, binding.device):
+            await self._reject(command, Reason.NOT_FOUND)
+            return
+        await self._ok(command, views.challenge_view(binding, self._clock()))
+
+    async def get_device(self, command: GetDevice) -> None:
+        device = await self._store.find_device(str(command.device_id))
+        if device is None or not self._owns(command, device):
+            await self._reject(command, Reason.NOT_FOUND)
+            return
+        await self._ok(command, views.device_view(device))
+
+    async def list_devices(self, command: ListDevices) -> None:
+        devices = await self._store.list_bound(command.client_id, command.person_id)
+        await self._ok(command, DeviceList(data=[views.device_view(d) for d in devices]))
+
+    # Replies
+
+    @staticmethod
+    def _owns(command: CommandHeader, device: DeviceRow) -> bool:
+        # Another client's device, or an unbound one, is answered exactly like a missing one.
+        return device.client_id == command.client_id and device.status != DeviceStatus.UNBOUND
+
+    async def _ok(self, command: CommandHeader, body: WireModel | None) -> None:
+        payload: JsonValue = body.model_dump(mode="json") if body is not None else None
+        await self._send(command, outcome="ok", body=payload)
+
+    async def _reject(self, command: CommandHeader, reason: Reason) -> None:
+        await self._send(
+            command, outcome="rejected", reason=reason, detail=_REJECTION_DETAIL[reason]
+        )
+
+    async def _rejected(self, command: CommandHeader, reason: Reason, remaining: int) -> None:
+        await self._send(
+            command,
+            outcome="rejected",
+            reason=reason,
+            detail=invalid_signature_detail(remaining),
+            attempts_remaining=remaining,
+        )
+
+    async def _send(
+        self,
+        command: CommandHeader,
+        *,
+        outcome: Literal["ok", "rejected"],
+        body: JsonValue = None,
+        reason: Reason | None = None,
+        detail: str | None = None,
+        attempts_remaining: int | None = None,
+    ) -> None:
+        if command.reply_to is None:
+            return  # nobody waits: a command from a producer other than the API
+        await self._outbox.reply(
+            Reply(
+                command_id=command.command_id,
+                reply_to=command.reply_to,
+                outcome=outcome,
+                body=body,
+                reason=reason,
+                detail=detail,
+                attempts_remaining=attempts_remaining,
+            )
+        )

@@ -1,0 +1,230 @@
+"""The challenge/device store. Every state change is a conditional update guarded in SQL.
+
+Commands for one challenge arrive in order on one partition, but a rebalance can hand the
+same command to two workers for a moment, and several worker processes share the database.
+So no method trusts what its caller read before: each transition names the state it expects
+in its ``WHERE`` clause and reports whether it happened. The caller re-reads and decides
+again when it did not. A unique constraint on (challenge, signature) makes counting an
+attempt twice impossible.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from schemas.challenges import ChallengeStatus
+from schemas.devices import DeviceStatus
+from worker.tables import AttemptRow, ChallengeRow, DeviceRow
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A challenge with the device it would bind."""
+
+    challenge: ChallengeRow
+    device: DeviceRow
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    # Registration
+
+    async def find_registration(self, command_id: str) -> Binding | None:
+        """The device and challenge a (possibly redelivered) register command created."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ChallengeRow, DeviceRow)
+                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
+                    .where(DeviceRow.created_by_command == command_id)
+                )
+            ).first()
+        return Binding(challenge=row[0], device=row[1]) if row else None
+
+    async def register(self, device: DeviceRow, challenge: ChallengeRow, *, max_bound: int) -> bool:
+        """Insert a pending device and its challenge, unless the person is at the limit.
+
+        Returns False when the person already has ``max_bound`` bound devices. A concurrent
+        insert of the same command raises IntegrityError for the caller to treat as a replay.
+        """
+        async with self._sessions() as session, session.begin():
+            bound = await session.scalar(
+                select(func.count())
+                .select_from(DeviceRow)
+                .where(
+                    DeviceRow.client_id == device.client_id,
+                    DeviceRow.person_id == device.person_id,
+                    DeviceRow.status == DeviceStatus.BOUND,
+                )
+            )
+            if (bound or 0) >= max_bound:
+                return False
+            session.add(device)
+            await session.flush()  # the device first: the challenge refers to it
+            session.add(challenge)
+        return True
+
+    async def replace_undelivered_otp(self, challenge_id: str, digest: bytes) -> bool:
+        """Give a pending challenge whose OTP never left the worker a new one."""
+        return await self._update(
+            update(ChallengeRow)
+            .where(
+                ChallengeRow.id == challenge_id,
+                ChallengeRow.status == ChallengeStatus.PENDING,
+                ChallengeRow.otp_delivered.is_(False),
+            )
+            .values(otp_digest=digest)
+        )
+
+    async def mark_otp_delivered(self, challenge_id: str) -> None:
+        await self._update(
+            update(ChallengeRow).where(ChallengeRow.id == challenge_id).values(otp_delivered=True)
+        )
+
+    # Verification
+
+    async def find_binding(self, challenge_id: str) -> Binding | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ChallengeRow, DeviceRow)
+                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
+                    .where(ChallengeRow.id == challenge_id)
+                )
+            ).first()
+        return Binding(challenge=row[0], device=row[1]) if row else None
+
+    async def find_attempt(self, challenge_id: str, signature: str) -> AttemptRow | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(AttemptRow).where(
+                    AttemptRow.challenge_id == challenge_id, AttemptRow.signature == signature
+                )
+            )
+
+    async def expire(self, challenge_id: str, now: datetime) -> bool:
+        return await self._update(
+            update(ChallengeRow)
+            .where(
+                ChallengeRow.id == challenge_id,
+                ChallengeRow.status == ChallengeStatus.PENDING,
+                ChallengeRow.expires_at <= now,
+            )
+            .values(status=ChallengeStatus.EXPIRED, otp_digest=None, decided_at=now)
+        )
+
+    async def record_verified(
+        self, binding: Binding, attempt: AttemptRow, *, seen_failures: int
+    ) -> bool:
+        """Verify the challenge, bind its device and store the attempt, all or nothing.
+
+        Happens only if the challenge is still pending, unexpired and has not failed again
+        since it was read; False otherwise, or if this signature was recorded meanwhile.
+        """
+        now = attempt.decided_at
+        try:
+            async with self._sessions() as session, session.begin():
+                verified = await session.execute(
+                    update(ChallengeRow)
+                    .where(
+                        ChallengeRow.id == binding.challenge.id,
+                        ChallengeRow.status == ChallengeStatus.PENDING,
+                        ChallengeRow.failed_attempts == seen_failures,
+                        ChallengeRow.expires_at > now,
+                    )
+                    .values(status=ChallengeStatus.VERIFIED, otp_digest=None, decided_at=now)
+                )
+                if verified.rowcount != 1:  # type: ignore[attr-defined]
+                    await session.rollback()
+                    return False
+                await session.execute(
+                    update(DeviceRow)
+                    .where(
+                        DeviceRow.id == binding.device.id, DeviceRow.status == DeviceStatus.PENDING
+                    )
+                    .values(status=DeviceStatus.BOUND, bound_at=now)
+                )
+                session.add(attempt)
+        except IntegrityError:
+            return False
+        return True
+
+    async def record_failed(
+        self, binding: Binding, attempt: AttemptRow, *, seen_failures: int, max_failures: int
+    ) -> bool:
+        """Count one failed attempt, locking the challenge at ``max_failures``."""
+        now = attempt.decided_at
+        failures = seen_failures + 1
+        locked = failures >= max_failures
+        values: dict[str, object] = {"failed_attempts": failures}
+        if locked:
+            values |= {"status": ChallengeStatus.LOCKED, "otp_digest": None, "decided_at": now}
+        try:
+            async with self._sessions() as session, session.begin():
+                counted = await session.execute(
+                    update(ChallengeRow)
+                    .where(
+                        ChallengeRow.id == binding.challenge.id,
+                        ChallengeRow.status == ChallengeStatus.PENDING,
+                        ChallengeRow.failed_attempts == seen_failures,
+                    )
+                    .values(**values)
+                )
+                if counted.rowcount != 1:  # type: ignore[attr-defined]
+                    await session.rollback()
+                    return False
+                session.add(attempt)
+        except IntegrityError:
+            return False
+        return True
+
+    # Devices
+
+    async def find_device(self, device_id: str) -> DeviceRow | None:
+        async with self._sessions() as session:
+            return await session.get(DeviceRow, device_id)
+
+    async def challenge_of(self, device_id: str) -> ChallengeRow | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(ChallengeRow).where(ChallengeRow.device_id == device_id)
+            )
+
+    async def list_bound(self, client_id: str, person_id: str) -> Sequence[DeviceRow]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(DeviceRow)
+                .where(
+                    DeviceRow.client_id == client_id,
+                    DeviceRow.person_id == person_id,
+                    DeviceRow.status == DeviceStatus.BOUND,
+                )
+                .order_by(DeviceRow.bound_at, DeviceRow.id)
+            )
+            return rows.all()
+
+    async def unbind(
+        self, device_id: str, *, command_id: str, request_id: str, now: datetime
+    ) -> bool:
+        """Unbind a pending or bound device; its challenge can no longer be answered."""
+        return await self._update(
+            update(DeviceRow)
+            .where(DeviceRow.id == device_id, DeviceRow.status != DeviceStatus.UNBOUND)
+            .values(
+                status=DeviceStatus.UNBOUND,
+                unbound_at=now,
+                unbound_by_command=command_id,
+                unbound_by_request=request_id,
+            )
+        )
+
+    async def _update(self, statement: object) -> bool:
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(statement)  # type: ignore[call-overload]
+            return bool(result.rowcount == 1)

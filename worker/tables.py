@@ -1,0 +1,99 @@
+"""The relational schema of the challenge/device store (SQLAlchemy 2, SQLite or PostgreSQL)."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36), unique=True)
+    client_id: Mapped[str] = mapped_column(String(255))
+    person_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
+    key_purpose: Mapped[str] = mapped_column(String(32))
+    public_key: Mapped[str] = mapped_column(String(130))
+    status: Mapped[str] = mapped_column(String(16))
+    device_data: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    bound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    unbound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The commands that created and unbound the device: a redelivered command is recognised
+    # as itself and replayed instead of being refused.
+    created_by_command: Mapped[str] = mapped_column(String(36), unique=True)
+    created_by_request: Mapped[str] = mapped_column(String(128))
+    unbound_by_command: Mapped[str | None] = mapped_column(String(36))
+    unbound_by_request: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_devices_owner", "client_id", "person_id", "status"),)
+
+
+class ChallengeRow(Base):
+    __tablename__ = "challenges"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # SHA-256 of the OTP: all verification needs, dropped (NULL) when the challenge leaves
+    # pending. Never the OTP itself.
+    otp_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    otp_delivered: Mapped[bool] = mapped_column(default=False)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AttemptRow(Base):
+    """A counted attempt: one per distinct signature a challenge was given while pending."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    challenge_id: Mapped[str] = mapped_column(ForeignKey("challenges.id"))
+    signature: Mapped[str] = mapped_column(String(144))
+    outcome: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int] = mapped_column(Integer)
+    # The event published for this attempt, kept verbatim so a retry republishes the very
+    # same event (same CloudEvents id) instead of a new one.
+    event_json: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("challenge_id", "signature", name="uq_attempt_signature"),)
