@@ -16,6 +16,7 @@ LIST_SHAPED_STATUSES = frozenset({401, 403, 409})
 
 class ErrorCode(StrEnum):
     VALIDATION_ERROR = "validation_error"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "insufficient_scope"
     SERVICE_UNAVAILABLE = "service_unavailable"

@@ -1,0 +1,61 @@
+"""The FastAPI application of one API replica: :func:`create_app`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth import TokenVerifier
+from api.error_handlers import install_error_handlers
+from api.gateway import KafkaGateway
+from api.openapi import install_openapi
+from api.request_ids import RequestIdMiddleware
+from api.routes import challenges, devices, health
+from api.settings import Settings
+from schemas.challenges import SignatureSubmission
+from schemas.devices import DeviceRegistration
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; ``settings`` default to the environment's, read here, once."""
+    settings = settings or Settings()  # required fields come from the environment
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A bad JWKS is a configuration error: refuse to start.
+        app.state.verifier = TokenVerifier.from_jwks_file(
+            settings.auth_jwks_file, issuer=settings.auth_issuer, audience=settings.auth_audience
+        )
+        gateway = KafkaGateway(settings)
+        app.state.gateway = gateway
+        await gateway.start()
+        try:
+            if await gateway.wait_ready(settings.kafka_connect_timeout_seconds):
+                logger.info("ready: instance %s", settings.instance_id)
+            else:
+                logger.warning(
+                    "Kafka not reachable at start-up; answering 503 until it is (instance %s)",
+                    settings.instance_id,
+                )
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="Device-binding signature verification",
+        version="1.0",
+        description="Binds a customer's device key by verifying its signature of an OTP.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    # Added last, so outermost: every answer, a 500 included, carries the request id.
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(devices.router)
+    app.include_router(challenges.router)
+    app.include_router(health.router)
+    install_openapi(app, [DeviceRegistration, SignatureSubmission])
+    return app

@@ -1,0 +1,78 @@
+"""Publishes commands to the commands topic (SPEC §5, §6).
+
+The producer waits for every in-sync replica (``acks="all"``) and is idempotent, so a
+command the broker acknowledged is not lost and a retried send is not duplicated. Each
+publish is bounded: past ``timeout_seconds`` it raises :class:`CommandNotPublished`.
+"""
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas.commands import Command, command_key
+
+logger = logging.getLogger(__name__)
+
+
+class CommandNotPublished(Exception):
+    """Kafka did not acknowledge the command in time; the caller may retry."""
+
+
+class CommandPublisher:
+    """One Kafka producer for the commands topic; :meth:`start` may follow a :meth:`stop`."""
+
+    def __init__(
+        self, *, bootstrap_servers: str, topic: str, timeout_seconds: float, client_id: str
+    ) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._topic = topic
+        self._timeout = timeout_seconds
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect; raises a Kafka error (or ``OSError``) if the cluster cannot be reached."""
+        await self.stop()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            # The producer's own waits (metadata, produce requests) end with ours.
+            request_timeout_ms=max(1, int(self._timeout * 1000)),
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            # Stopping flushes what is still buffered; with Kafka gone that could wait long.
+            async with asyncio.timeout(self._timeout):
+                await producer.stop()
+        except TimeoutError:
+            logger.warning("the command producer did not stop cleanly within %ss", self._timeout)
+
+    async def publish(self, command: Command) -> None:
+        """Send ``command`` keyed by :func:`~schemas.commands.command_key`; wait for the ack."""
+        producer = self._producer
+        if producer is None:
+            raise CommandNotPublished("the producer is not running")
+        try:
+            async with asyncio.timeout(self._timeout):
+                await producer.send_and_wait(
+                    self._topic, command.model_dump_json().encode(), key=command_key(command)
+                )
+        except (TimeoutError, KafkaError) as exc:
+            # A send given up on here may still reach the topic later: harmless, because the
+            # worker handles a command idempotently and the client retries the same call.
+            logger.warning(
+                "command %s (%s) not published: %s",
+                command.command_id,
+                command.type,
+                type(exc).__name__,
+            )
+            raise CommandNotPublished(type(exc).__name__) from exc

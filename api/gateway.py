@@ -1,0 +1,143 @@
+"""Turns one command into the worker's reply: publish, then await (the API has no database).
+
+:class:`Gateway` is what the routes depend on; :class:`KafkaGateway` is the real one.
+
+When Kafka is down at start-up the replica still starts: :meth:`KafkaGateway.start` keeps
+connecting in the background (with back-off) and, until both the producer and the reply
+listener are up, every command is refused with 503 ``service_unavailable`` and
+``/health/ready`` answers 503. Start-up waits up to ``kafka_connect_timeout_seconds`` for
+the first connection, so a healthy replica is ready when it begins to serve.
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from api.commands import CommandNotPublished, CommandPublisher
+from api.errors import ServiceUnavailable, VerificationPending
+from api.replies import RepliesStopped, ReplyListener
+from api.settings import Settings
+from schemas.commands import Command
+from schemas.replies import Reply
+
+logger = logging.getLogger(__name__)
+
+_FIRST_RETRY_SECONDS = 0.5
+_MAX_RETRY_SECONDS = 10.0
+
+
+class Gateway(Protocol):
+    """Publishes a command and returns the reply addressed to this replica."""
+
+    @property
+    def instance_id(self) -> str:
+        """The ``reply_to`` every command from this replica names."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether a command can be sent now."""
+        ...
+
+    async def send(self, command: Command) -> Reply:
+        """The worker's reply. Raises :class:`~api.errors.ServiceUnavailable` if the command
+        could not be published and :class:`~api.errors.VerificationPending` if no reply came
+        in time."""
+        ...
+
+
+class KafkaGateway:
+    """The commands producer and the reply listener of one API replica."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._instance_id = settings.instance_id
+        self._reply_wait = settings.reply_wait_seconds
+        self._retry_after = settings.retry_after_seconds
+        self._connect_timeout = settings.kafka_connect_timeout_seconds
+        self._commands = CommandPublisher(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic=settings.commands_topic,
+            timeout_seconds=settings.publish_timeout_seconds,
+            client_id=settings.instance_id,
+        )
+        self._replies = ReplyListener(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic=settings.replies_topic,
+            instance_id=settings.instance_id,
+        )
+        self._connected = asyncio.Event()
+        self._connecting: asyncio.Task[None] | None = None
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    @property
+    def ready(self) -> bool:
+        return self._connected.is_set() and self._replies.running
+
+    async def start(self) -> None:
+        """Begin connecting in the background; see :meth:`wait_ready`."""
+        self._connecting = asyncio.create_task(self._connect(), name="kafka-connect")
+
+    async def wait_ready(self, timeout_seconds: float) -> bool:
+        """Wait until connected, at most ``timeout_seconds``; whether it is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_seconds):
+                await self._connected.wait()
+        return self.ready
+
+    async def stop(self) -> None:
+        task, self._connecting = self._connecting, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._connected.clear()
+        await self._replies.stop()
+        await self._commands.stop()
+
+    async def send(self, command: Command) -> Reply:
+        if not self.ready:
+            raise ServiceUnavailable(self._retry_after)
+        with self._replies.expect(command.command_id) as reply:
+            try:
+                await self._commands.publish(command)
+            except CommandNotPublished:
+                raise ServiceUnavailable(self._retry_after) from None
+            try:
+                async with asyncio.timeout(self._reply_wait):
+                    return await reply
+            except TimeoutError:
+                logger.warning(
+                    "no reply to command %s (%s) within %ss",
+                    command.command_id,
+                    command.type,
+                    self._reply_wait,
+                )
+                raise VerificationPending(self._retry_after) from None
+            except RepliesStopped:
+                raise ServiceUnavailable(self._retry_after) from None
+
+    async def _connect(self) -> None:
+        delay = _FIRST_RETRY_SECONDS
+        while True:
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._commands.start()
+                    await self._replies.start()
+            except Exception as exc:
+                await self._replies.stop()
+                await self._commands.stop()
+                logger.warning(
+                    "Kafka is not usable (%s); answering 503 and retrying in %.1fs",
+                    str(exc) or type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_SECONDS)
+            else:
+                logger.info("connected to Kafka as %s", self._instance_id)
+                self._connected.set()
+                return

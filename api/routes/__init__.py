@@ -1,0 +1,1 @@
+"""The HTTP resources, one module each (SPEC §3)."""
