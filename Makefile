@@ -25,6 +25,7 @@ run: kafka
 
 # The whole suite, integration tests against a real Kafka broker included.
 test: kafka
+	bash deploy/postgres/ensure_postgres.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -11,6 +11,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.postgres import running_postgres
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # CI checks the shared folder out beside the repository (see its README).
 _DEFAULT_WYCHEPROOF_DIR = REPO_ROOT.parent / "shared" / "testdata" / "wycheproof"
@@ -51,3 +53,14 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     launcher = _load_launcher()
     with launcher.running_kafka(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield str(bootstrap)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server's URL: ``DATABASE_URL_TEST``, or a throwaway local server.
+
+    A server that cannot be found or started fails every test that asks for it; nothing is
+    skipped.
+    """
+    with running_postgres() as url:
+        yield url

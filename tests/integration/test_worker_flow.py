@@ -20,6 +20,7 @@ from tests.integration.stack import (
     running_worker,
     worker_settings,
 )
+from tests.postgres import BACKENDS, fresh_database, postgres_server
 from worker import binding
 
 pytestmark = pytest.mark.kafka
@@ -30,11 +31,24 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+@pytest.fixture(params=BACKENDS)
+def database_server(request: pytest.FixtureRequest) -> str | None:
+    """Every test runs on SQLite and on PostgreSQL (the ``postgres`` marked ones)."""
+    return postgres_server(request)
+
+
+@pytest.fixture
+async def database_url(database_server: str | None, tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database for each test; the worker creates its tables."""
+    async with fresh_database(database_server, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
 async def client(
-    kafka_bootstrap: str, tmp_path: Path, clock: ManualClock
+    kafka_bootstrap: str, tmp_path: Path, clock: ManualClock, database_url: str
 ) -> AsyncIterator[CommandClient]:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db")
+    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
     async with running_worker(settings, clock=clock), command_client(settings) as client:
         yield client
 
