@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -48,13 +49,17 @@ def step(title: str, detail: object = "") -> None:
 
 async def events_reader() -> AIOKafkaConsumer:
     """Reads the events topic from now on, without joining any consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topics.EVENTS])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0:
+        raise SystemExit(f"no topic {topics.EVENTS}: is `make run` running?")
+    assigned = [TopicPartition(topics.EVENTS, p["partition"]) for p in described["partitions"]]
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
     await consumer.start()
-    partitions = consumer.partitions_for_topic(topics.EVENTS) or set()
-    if not partitions:
-        await consumer.stop()
-        raise SystemExit(f"no topic {topics.EVENTS}: is `make run` running?")
-    assigned = [TopicPartition(topics.EVENTS, p) for p in partitions]
     consumer.assign(assigned)
     await consumer.seek_to_end(*assigned)
     for partition in assigned:
