@@ -14,11 +14,13 @@ class Reason(StrEnum):
     CHALLENGE_LOCKED = "challenge_locked"
     CHALLENGE_ALREADY_VERIFIED = "challenge_already_verified"
     NOT_FOUND = "not_found"
-    # Only for device registration; never the reason of a signature_rejected event.
+    # The person already has the maximum of bound devices: refused at registration, and
+    # at binding when other devices of the person were bound while this one was pending.
     DEVICE_LIMIT_REACHED = "device_limit_reached"
 
 
-# The reasons a ``signature_rejected`` event may carry (SPEC §5).
+# The reasons a ``signature_rejected`` event may carry: SPEC §5's five, and
+# device_limit_reached for a binding that would exceed the limit of bound devices.
 SIGNATURE_REJECTION_REASONS = frozenset(
     {
         Reason.INVALID_SIGNATURE,
@@ -26,6 +28,7 @@ SIGNATURE_REJECTION_REASONS = frozenset(
         Reason.CHALLENGE_LOCKED,
         Reason.CHALLENGE_ALREADY_VERIFIED,
         Reason.NOT_FOUND,
+        Reason.DEVICE_LIMIT_REACHED,
     }
 )
 

@@ -33,7 +33,12 @@ from schemas.otp import OtpDelivery
 from schemas.reasons import Reason
 from schemas.replies import Reply
 from worker import events, views
-from worker.errors import InvalidPublicKey, SignatureRejected, StoreContention
+from worker.errors import (
+    DeviceLimitReached,
+    InvalidPublicKey,
+    SignatureRejected,
+    StoreContention,
+)
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 from worker.verify import verify_digest
@@ -264,8 +269,13 @@ class BindingService:
             decided_at=now,
         )
         attempt = self._attempt_row(command, event.model_dump_json(), number, now, "verified")
-        if not await self._store.record_verified(binding, attempt, seen_failures=seen_failures):
-            return False
+        try:
+            if not await self._store.record_verified(binding, attempt, seen_failures=seen_failures):
+                return False
+        except DeviceLimitReached:
+            # The challenge stays pending: once another device is unbound, it can bind.
+            await self._reject_attempt(command, binding, Reason.DEVICE_LIMIT_REACHED)
+            return True
         await self._outbox.publish_event(challenge_id, attempt.event_json)
         await self._ok(command, None)
         return True

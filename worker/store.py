@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
-from schemas.devices import DeviceStatus
+from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus
+from worker.errors import DeviceLimitReached
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 
 
@@ -32,6 +33,7 @@ class Binding:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._dialect = engine.dialect.name
 
     # Registration
 
@@ -54,16 +56,7 @@ class Store:
         insert of the same command raises IntegrityError for the caller to treat as a replay.
         """
         async with self._sessions() as session, session.begin():
-            bound = await session.scalar(
-                select(func.count())
-                .select_from(DeviceRow)
-                .where(
-                    DeviceRow.client_id == device.client_id,
-                    DeviceRow.person_id == device.person_id,
-                    DeviceRow.status == DeviceStatus.BOUND,
-                )
-            )
-            if (bound or 0) >= max_bound:
+            if await _bound_devices(session, device.client_id, device.person_id) >= max_bound:
                 return False
             session.add(device)
             await session.flush()  # the device first: the challenge refers to it
@@ -120,16 +113,33 @@ class Store:
         )
 
     async def record_verified(
-        self, binding: Binding, attempt: AttemptRow, *, seen_failures: int
+        self,
+        binding: Binding,
+        attempt: AttemptRow,
+        *,
+        seen_failures: int,
+        max_bound: int = MAX_BOUND_DEVICES_PER_PERSON,
     ) -> bool:
         """Verify the challenge, bind its device and store the attempt, all or nothing.
 
         Happens only if the challenge is still pending, unexpired and has not failed again
         since it was read; False otherwise, or if this signature was recorded meanwhile.
+        Raises :class:`DeviceLimitReached`, changing nothing, if the person already has
+        ``max_bound`` bound devices (pending devices do not count until they bind).
         """
         now = attempt.decided_at
+        device = binding.device
         try:
             async with self._sessions() as session, session.begin():
+                if self._dialect == "postgresql":
+                    # Two of a person's challenges may bind at once on different partitions;
+                    # one at a time, or both could see four bound devices and become six.
+                    await session.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtextextended(:person, 0))"),
+                        {"person": f"{device.client_id}/{device.person_id}"},
+                    )
+                if await _bound_devices(session, device.client_id, device.person_id) >= max_bound:
+                    raise DeviceLimitReached(f"person already has {max_bound} bound devices")
                 verified = await session.execute(
                     update(ChallengeRow)
                     .where(
@@ -228,3 +238,16 @@ class Store:
         async with self._sessions() as session, session.begin():
             result = await session.execute(statement)  # type: ignore[call-overload]
             return bool(result.rowcount == 1)
+
+
+async def _bound_devices(session: AsyncSession, client_id: str, person_id: str) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(DeviceRow)
+        .where(
+            DeviceRow.client_id == client_id,
+            DeviceRow.person_id == person_id,
+            DeviceRow.status == DeviceStatus.BOUND,
+        )
+    )
+    return count or 0

@@ -232,6 +232,26 @@ async def test_sixth_bound_device_of_a_person_is_refused(stack: Stack) -> None:
     assert_listed(response, 409, "device_limit_reached")
 
 
+async def test_pending_device_cannot_bind_past_the_limit_until_one_is_unbound(
+    stack: Stack,
+) -> None:
+    keys = [DeviceKey() for _ in range(6)]
+    registered = [await stack.register(key, person_id="person-racing") for key in keys]
+    challenges = [r["challenge"]["id"] for r in registered]
+    otps = [await stack.otp(challenge) for challenge in challenges]
+    for key, challenge, otp in list(zip(keys, challenges, otps, strict=True))[:5]:
+        assert (await stack.put(challenge, key.sign(otp))).status_code == 204
+
+    last = keys[5].sign(otps[5])
+    assert_listed(await stack.put(challenges[5], last), 409, "device_limit_reached")
+
+    unbound = await stack.http.delete(
+        f"/v1/mfa/devices/{registered[0]['id']}", headers=stack.auth()
+    )
+    assert unbound.status_code == 204
+    assert (await stack.put(challenges[5], last)).status_code == 204
+
+
 async def test_another_clients_challenge_is_not_found(stack: Stack) -> None:
     key = DeviceKey()
     challenge_id = (await stack.register(key))["challenge"]["id"]

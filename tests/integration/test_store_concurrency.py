@@ -24,6 +24,7 @@ from tests.integration.stack import DeviceKey
 from tests.postgres import BACKENDS, fresh_database, postgres_server
 from worker.binding import otp_digest
 from worker.database import create_engine, create_tables
+from worker.errors import DeviceLimitReached
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 
@@ -247,3 +248,29 @@ async def test_workers_starting_together_on_postgres_create_the_tables_once(
         finally:
             for engine in engines:
                 await engine.dispose()
+
+
+async def test_two_devices_binding_at_once_cannot_pass_the_limit_together(db: Db) -> None:
+    now = datetime.now(UTC)
+    for _ in range(MAX_BOUND_DEVICES_PER_PERSON - 1):
+        bound = await registered(db.store, now)
+        assert await db.store.record_verified(
+            bound, attempt(bound, "aa" * 70, now, "verified"), seen_failures=0
+        )
+    racers = [await registered(db.store, now) for _ in range(8)]
+
+    outcomes = await asyncio.gather(
+        *(
+            db.store.record_verified(
+                binding, attempt(binding, "bb" * 70, now, "verified"), seen_failures=0
+            )
+            for binding in racers
+        ),
+        return_exceptions=True,
+    )
+
+    assert outcomes.count(True) == 1
+    assert sum(isinstance(o, DeviceLimitReached) for o in outcomes) == len(racers) - 1
+    states = [await db.store.find_binding(b.challenge.id) for b in racers]
+    assert sorted(s.device.status for s in states if s) == ["bound"] + ["pending"] * 7
+    assert sorted(s.challenge.status for s in states if s) == ["pending"] * 7 + ["verified"]
