@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 kafka: $(STAMP)
-	$(BIN)/python deploy/kafka/local_kafka.py fetch
+	$(BIN)/python -m deploy.kafka.local_kafka fetch
 
 # Kafka on 127.0.0.1:9092, the workers, the API on 127.0.0.1:8000 and the OTP sink; Ctrl-C
 # stops them all.
 run: kafka
-	$(BIN)/python deploy/dev/stack.py
+	$(BIN)/python -m deploy.dev.stack
 
 # The whole suite, integration tests against a real Kafka broker included.
 test: kafka
@@ -35,11 +35,11 @@ lint: $(STAMP)
 
 # Plays the bank's app against `make run`: key, device, OTP, signature, binding.
 demo: $(STAMP)
-	$(BIN)/python deploy/dev/demo.py
+	$(BIN)/python -m deploy.dev.demo
 
 # Prints a development bearer token (CLIENT_ID=... to choose the client).
 token: $(STAMP)
-	@$(BIN)/python deploy/dev/devkeys.py mint --client-id $${CLIENT_ID:-bank-app-1}
+	@$(BIN)/python -m deploy.dev.devkeys mint --client-id $${CLIENT_ID:-bank-app-1}
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

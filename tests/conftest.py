@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from deploy.kafka import local_kafka
 from tests.postgres import running_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,26 +30,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _load_launcher() -> ModuleType:
-    # deploy/ is not an import package (it is not shipped); load the launcher by its path.
-    path = REPO_ROOT / "deploy" / "kafka" / "local_kafka.py"
-    spec = importlib.util.spec_from_file_location("local_kafka", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real broker's bootstrap address: ``KAFKA_BOOTSTRAP_SERVERS``, or a local one.
 
     A broker that cannot start fails every test that asks for it; nothing is skipped.
     """
-    launcher = _load_launcher()
-    with launcher.running_kafka(tmp_path_factory.mktemp("kafka")) as bootstrap:
+    with local_kafka.running_kafka(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield str(bootstrap)
 
 

@@ -9,7 +9,6 @@ events the audit and fraud teams receive.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import sys
@@ -25,21 +24,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from deploy.dev import devkeys
 from schemas import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 API = os.environ.get("API_URL", "http://127.0.0.1:8000")
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 SINK_FILE = ROOT / "var" / "dev" / "otp-sink.jsonl"
-
-
-def _devkeys() -> Any:
-    spec = importlib.util.spec_from_file_location("devkeys", ROOT / "deploy" / "dev" / "devkeys.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def step(title: str, detail: object = "") -> None:
@@ -92,7 +83,7 @@ def otp_from_sink(challenge_id: str) -> str:
 
 
 async def demo() -> int:
-    token = _devkeys().mint_token(client_id="demo-bank", ttl=600)
+    token = devkeys.mint_token(client_id="demo-bank", ttl=600)
     headers = {"Authorization": f"Bearer {token}"}
     events = await events_reader()
     try:

@@ -13,27 +13,20 @@ Mint a token with ``make token``; play the bank's app with ``make demo``.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType
+
+from deploy.dev import devkeys
+from deploy.kafka import local_kafka
+from schemas import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var"
-
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 async def _wait_for_topics(bootstrap: str, topics: set[str]) -> None:
@@ -51,10 +44,6 @@ async def _wait_for_topics(bootstrap: str, topics: set[str]) -> None:
 
 
 def main() -> int:
-    local_kafka = _load(ROOT / "deploy" / "kafka" / "local_kafka.py")
-    devkeys = _load(ROOT / "deploy" / "dev" / "devkeys.py")
-    from schemas import topics
-
     VAR.mkdir(exist_ok=True)
     jwks = devkeys.ensure_keys(VAR / "dev")
     stopping = False
@@ -96,7 +85,7 @@ def main() -> int:
         asyncio.run(
             _wait_for_topics(bootstrap, {topics.COMMANDS, topics.REPLIES, topics.OTP_DELIVERIES})
         )
-        spawn(str(ROOT / "deploy" / "dev" / "otp_sink.py"))
+        spawn("-m", "deploy.dev.otp_sink")
         spawn("-m", "api")
         print(
             f"\nstack up: Kafka {bootstrap}, API http://127.0.0.1:8000, JWKS {jwks}\n"

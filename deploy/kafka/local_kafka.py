@@ -1,7 +1,7 @@
 """A real, single-node Apache Kafka 4.x (KRaft) for development and tests, without Docker.
 
-    python deploy/kafka/local_kafka.py fetch            # jars into the cache, nothing else
-    python deploy/kafka/local_kafka.py run [--port N]    # start, print the bootstrap address,
+    python -m deploy.kafka.local_kafka fetch            # jars into the cache, nothing else
+    python -m deploy.kafka.local_kafka run [--port N]    # start, print the bootstrap address,
                                                          # stop cleanly on SIGTERM / Ctrl-C
 
 The broker's jars come from Maven Central through ``deploy/kafka/pom.xml`` once, into a cache

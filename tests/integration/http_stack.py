@@ -3,36 +3,24 @@ sharing per-test topics; callers talk HTTP to the API through httpx."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 
 from api.app import create_app
 from api.settings import Settings
-from tests.conftest import REPO_ROOT
+from deploy.dev import devkeys
 from worker.settings import WorkerSettings
-
-
-def load_devkeys() -> ModuleType:
-    path = REPO_ROOT / "deploy" / "dev" / "devkeys.py"
-    spec = importlib.util.spec_from_file_location("devkeys", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Tokens:
     """Development-style signing key in a temp folder; mints bearer tokens per client."""
 
     def __init__(self, directory: Path) -> None:
-        self.devkeys = load_devkeys()
+        self.devkeys = devkeys
         self.directory = directory
         self.jwks_file: Path = self.devkeys.ensure_keys(directory)
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus, KeyPurpose
 from tests.integration.stack import DeviceKey
-from tests.postgres import BACKENDS, fresh_database, postgres_server
+from tests.postgres import fresh_database
 from worker.binding import otp_digest
 from worker.database import create_engine, create_tables
 from worker.errors import DeviceLimitReached
@@ -29,17 +29,6 @@ from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 
 RACERS = 20
-
-
-@pytest.fixture(params=BACKENDS)
-def database_server(request: pytest.FixtureRequest) -> str | None:
-    return postgres_server(request)
-
-
-@pytest.fixture
-async def database_url(database_server: str | None, tmp_path: Path) -> AsyncIterator[str]:
-    async with fresh_database(database_server, tmp_path) as url:
-        yield url
 
 
 @dataclass

@@ -20,7 +20,6 @@ from tests.integration.stack import (
     running_worker,
     worker_settings,
 )
-from tests.postgres import BACKENDS, fresh_database, postgres_server
 from worker import binding
 
 pytestmark = pytest.mark.kafka
@@ -29,19 +28,6 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@pytest.fixture(params=BACKENDS)
-def database_server(request: pytest.FixtureRequest) -> str | None:
-    """Every test runs on SQLite and on PostgreSQL (the ``postgres`` marked ones)."""
-    return postgres_server(request)
-
-
-@pytest.fixture
-async def database_url(database_server: str | None, tmp_path: Path) -> AsyncIterator[str]:
-    """A new, empty database for each test; the worker creates its tables."""
-    async with fresh_database(database_server, tmp_path) as url:
-        yield url
 
 
 @pytest.fixture

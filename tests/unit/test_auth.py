@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib.util
 import json
 import stat
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +26,7 @@ from api.auth import (
     TokenVerifier,
     Unauthenticated,
 )
+from deploy.dev import devkeys as devkeys_module
 
 ISSUER = "https://idp.example.test"
 AUDIENCE = "device-binding"
@@ -504,18 +503,8 @@ def test_invalid_settings(jwks: dict[str, Any], kwargs: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def devkeys() -> Iterator[ModuleType]:
-    path = REPO_ROOT / "deploy" / "dev" / "devkeys.py"
-    spec = importlib.util.spec_from_file_location("_devkeys_under_test", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+def devkeys() -> ModuleType:
+    return devkeys_module
 
 
 def test_devkeys_ensure_is_idempotent(devkeys: ModuleType, tmp_path: Path) -> None:
