@@ -90,6 +90,18 @@ def ensure_jars(*, quiet: bool = False) -> Path:
     return libs
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64, as Kafka's own Uuid prints them.
+
+    Never starting with '-': StorageTool would read such an id as an option (Kafka's own
+    Uuid.randomUuid() draws again for the same reason).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -147,15 +159,17 @@ class LocalKafka:
         # cluster id and would refuse to load.
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
         config = self._write_config()
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run(
+        formatted = subprocess.run(
             self._java(
-                libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)
             ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        if formatted.returncode != 0:
+            output = formatted.stdout.decode(errors="replace")
+            raise RuntimeError(f"formatting Kafka storage failed:\n{output}")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(config)),
