@@ -83,6 +83,7 @@ class Worker:
             group_id=settings.consumer_group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            max_workers=settings.consumers_per_process,
             decoder=_raw_body,
         )(self.on_command)
 

@@ -14,6 +14,9 @@ class WorkerSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "sqlite+aiosqlite:///var/device-binding.db"
     consumer_group: str = "device-binding-workers"
+    # Group members per process. Each takes its own partitions and handles them one command
+    # at a time, so order per challenge holds while partitions proceed side by side.
+    consumers_per_process: int = Field(default=3, ge=1)
 
     commands_topic: str = topics.COMMANDS
     events_topic: str = topics.EVENTS

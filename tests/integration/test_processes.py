@@ -88,7 +88,7 @@ async def _group_members(bootstrap: str, group: str) -> int:
 async def two_by_two(
     kafka_bootstrap: str, tmp_path: Path
 ) -> AsyncIterator[tuple[list[str], Tokens, Any, Path]]:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=4)
+    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=6)
     tokens = Tokens(tmp_path / "keys")
     worker_env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -99,7 +99,7 @@ async def two_by_two(
         "OTP_DELIVERIES_TOPIC": settings.otp_deliveries_topic,
         "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
         "REPLIES_TOPIC": settings.replies_topic,
-        "TOPIC_PARTITIONS": "4",
+        "TOPIC_PARTITIONS": "6",
     }
     ports = [_free_port(), _free_port()]
     api_env = {
@@ -175,7 +175,11 @@ async def test_each_api_process_gets_its_own_results(
     finally:
         await otps.consumer.stop()
 
-    assert await _group_members(settings.kafka_bootstrap_servers, settings.consumer_group) == 2
+    # Two processes, each with its consumers in the group; both did part of the work.
+    members = await _group_members(settings.kafka_bootstrap_servers, settings.consumer_group)
+    assert members == 2 * settings.consumers_per_process
+    worker_logs = [(log_dir / f"process-{n}.log").read_text() for n in (0, 1)]
+    assert all("Received" in log for log in worker_logs)
     # No OTP reached any process's log (worker and API logs alike).
     logs = "\n".join(path.read_text() for path in log_dir.glob("process-*.log"))
     assert "Received" in logs
