@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo token kafka venv clean
+.PHONY: run test lint demo token kafka venv clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -43,3 +43,8 @@ token: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (tables against a baseline of the same run); bench-http needs `make run`.
+bench: $(STAMP)
+	$(BIN)/python -m deploy.bench.verify
+	$(BIN)/python -m deploy.bench.http

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from deploy.dev import devkeys
+from deploy.dev.topic_tail import tail
 from schemas import topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,26 +36,6 @@ SINK_FILE = ROOT / "var" / "dev" / "otp-sink.jsonl"
 def step(title: str, detail: object = "") -> None:
     text = json.dumps(detail, indent=2) if isinstance(detail, dict | list) else str(detail)
     print(f"\n== {title}\n{text}" if text else f"\n== {title}", flush=True)
-
-
-async def events_reader() -> AIOKafkaConsumer:
-    """Reads the events topic from now on, without joining any consumer group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([topics.EVENTS])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0:
-        raise SystemExit(f"no topic {topics.EVENTS}: is `make run` running?")
-    assigned = [TopicPartition(topics.EVENTS, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
-    await consumer.start()
-    consumer.assign(assigned)
-    await consumer.seek_to_end(*assigned)
-    for partition in assigned:
-        await consumer.position(partition)
-    return consumer
 
 
 async def events_for(consumer: AIOKafkaConsumer, challenge_id: str, count: int) -> list[Any]:
@@ -85,7 +65,7 @@ def otp_from_sink(challenge_id: str) -> str:
 async def demo() -> int:
     token = devkeys.mint_token(client_id="demo-bank", ttl=600)
     headers = {"Authorization": f"Bearer {token}"}
-    events = await events_reader()
+    events = await tail(BOOTSTRAP, topics.EVENTS)
     try:
         device_key = ec.generate_private_key(ec.SECP256R1())
         public_hex = (
