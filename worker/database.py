@@ -15,10 +15,12 @@ from worker.tables import Base
 
 
 def create_engine(database_url: str) -> AsyncEngine:
+    # hide_parameters: a database error logged with its traceback must not carry the
+    # statement's values (an OTP digest, a signature) into the log.
     if not database_url.startswith("sqlite"):
-        return create_async_engine(database_url, pool_pre_ping=True)
+        return create_async_engine(database_url, pool_pre_ping=True, hide_parameters=True)
     # Several worker processes may share one SQLite file: wait for its lock rather than fail.
-    engine = create_async_engine(database_url, connect_args={"timeout": 30})
+    engine = create_async_engine(database_url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
@@ -263,3 +264,27 @@ async def test_two_devices_binding_at_once_cannot_pass_the_limit_together(db: Db
     states = [await db.store.find_binding(b.challenge.id) for b in racers]
     assert sorted(s.device.status for s in states if s) == ["bound"] + ["pending"] * 7
     assert sorted(s.challenge.status for s in states if s) == ["pending"] * 7 + ["verified"]
+
+
+async def test_database_errors_do_not_carry_statement_values(db: Db) -> None:
+    now = datetime.now(UTC)
+    binding = await registered(db.store, now)
+    digest = otp_digest("123456")
+    duplicate = ChallengeRow(
+        id=binding.challenge.id,  # the primary key again: the insert must fail
+        device_id=str(uuid.uuid4()),
+        status=ChallengeStatus.PENDING.value,
+        otp_digest=digest,
+        otp_delivered=False,
+        failed_attempts=0,
+        created_at=now,
+        expires_at=now,
+    )
+    async with AsyncSession(db.engine) as session:
+        session.add(duplicate)
+        with pytest.raises(IntegrityError) as raised:
+            await session.commit()
+    message = str(raised.value)
+    assert "parameters hidden" in message
+    assert digest.hex() not in message
+    assert repr(digest)[2:20] not in message
