@@ -6,10 +6,11 @@ is delivered again finds its decision stored and announces it again, identically
 decides twice. An invalid signature is a normal outcome with its event, not an exception.
 """
 
+import asyncio
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
@@ -44,6 +45,8 @@ from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 from worker.verify import verify_digest
 
 Clock = Callable[[], datetime]
+# An event to publish: its Kafka key and its CloudEvent JSON.
+Event = tuple[str, str]
 
 # How often a decision is taken again when the challenge changed under it before giving up
 # (the command is then retried as a transient failure).
@@ -196,8 +199,11 @@ class BindingService:
             )
             await self._store.mark_otp_delivered(challenge.id)
         created = events.challenge_created(binding, request_id=binding.device.created_by_request)
-        await self._outbox.publish_event(challenge.id, created.model_dump_json())
-        await self._ok(command, views.device_registered(binding))
+        await self._ok(
+            command,
+            views.device_registered(binding),
+            event=(challenge.id, created.model_dump_json()),
+        )
 
     # Verification
 
@@ -210,12 +216,11 @@ class BindingService:
     async def _decide_attempt(self, command: VerifySignature) -> bool:
         """Decide, store and announce one attempt; False when the challenge changed meanwhile."""
         challenge_id = str(command.challenge_id)
-        binding = await self._store.find_binding(challenge_id)
+        binding, prior = await self._store.find_attempt_context(challenge_id, command.signature)
         if binding is None or not self._owns(command, binding.device):
             await self._reject_attempt(command, None, Reason.NOT_FOUND)
             return True
 
-        prior = await self._store.find_attempt(challenge_id, command.signature)
         if prior is not None:
             await self._repeat_attempt(command, binding, prior)
             return True
@@ -256,8 +261,7 @@ class BindingService:
                 binding, attempt, seen_failures=seen_failures, max_failures=MAX_FAILED_ATTEMPTS
             ):
                 return False
-            await self._outbox.publish_event(challenge_id, attempt.event_json)
-            await self._rejected(command, Reason.INVALID_SIGNATURE, remaining)
+            await self._rejected(command, remaining, event=(challenge_id, attempt.event_json))
             return True
 
         event = events.signature_attempt(
@@ -276,20 +280,19 @@ class BindingService:
             # The challenge stays pending: once another device is unbound, it can bind.
             await self._reject_attempt(command, binding, Reason.DEVICE_LIMIT_REACHED)
             return True
-        await self._outbox.publish_event(challenge_id, attempt.event_json)
-        await self._ok(command, None)
+        await self._ok(command, None, event=(challenge_id, attempt.event_json))
         return True
 
     async def _repeat_attempt(
         self, command: VerifySignature, binding: Binding, prior: AttemptRow
     ) -> None:
         """The same signature again: the stored outcome, and the original event once more."""
-        await self._outbox.publish_event(prior.challenge_id, prior.event_json)
+        original = (prior.challenge_id, prior.event_json)
         if prior.outcome == "verified":
-            await self._ok(command, None)
+            await self._ok(command, None, event=original)
         else:
             remaining = views.attempts_remaining(binding.challenge)
-            await self._rejected(command, Reason.INVALID_SIGNATURE, remaining)
+            await self._rejected(command, remaining, event=original)
 
     async def _reject_attempt(
         self, command: VerifySignature, binding: Binding | None, reason: Reason
@@ -304,8 +307,9 @@ class BindingService:
             attempts_remaining=remaining,
             decided_at=self._clock(),
         )
-        await self._outbox.publish_event(str(command.challenge_id), event.model_dump_json())
-        await self._reject(command, reason)
+        await self._reject(
+            command, reason, event=(str(command.challenge_id), event.model_dump_json())
+        )
 
     @staticmethod
     def _attempt_row(
@@ -344,8 +348,7 @@ class BindingService:
         unbound = events.device_unbound(
             device, challenge_id=challenge.id, unbound_at=device.unbound_at
         )
-        await self._outbox.publish_event(challenge.id, unbound.model_dump_json())
-        await self._ok(command, None)
+        await self._ok(command, None, event=(challenge.id, unbound.model_dump_json()))
 
     async def get_challenge(self, command: GetChallenge) -> None:
         binding = await self._store.find_binding(str(command.challenge_id))
@@ -372,20 +375,26 @@ class BindingService:
         # Another client's device, or an unbound one, is answered exactly like a missing one.
         return device.client_id == command.client_id and device.status != DeviceStatus.UNBOUND
 
-    async def _ok(self, command: CommandHeader, body: WireModel | None) -> None:
+    async def _ok(
+        self, command: CommandHeader, body: WireModel | None, *, event: Event | None = None
+    ) -> None:
         payload: JsonValue = body.model_dump(mode="json") if body is not None else None
-        await self._send(command, outcome="ok", body=payload)
+        await self._send(command, event, outcome="ok", body=payload)
 
-    async def _reject(self, command: CommandHeader, reason: Reason) -> None:
+    async def _reject(
+        self, command: CommandHeader, reason: Reason, *, event: Event | None = None
+    ) -> None:
         await self._send(
-            command, outcome="rejected", reason=reason, detail=_REJECTION_DETAIL[reason]
+            command, event, outcome="rejected", reason=reason, detail=_REJECTION_DETAIL[reason]
         )
 
-    async def _rejected(self, command: CommandHeader, reason: Reason, remaining: int) -> None:
+    async def _rejected(self, command: CommandHeader, remaining: int, *, event: Event) -> None:
+        """An invalid signature, with the attempts that remain."""
         await self._send(
             command,
+            event,
             outcome="rejected",
-            reason=reason,
+            reason=Reason.INVALID_SIGNATURE,
             detail=invalid_signature_detail(remaining),
             attempts_remaining=remaining,
         )
@@ -393,6 +402,7 @@ class BindingService:
     async def _send(
         self,
         command: CommandHeader,
+        event: Event | None,
         *,
         outcome: Literal["ok", "rejected"],
         body: JsonValue = None,
@@ -400,10 +410,17 @@ class BindingService:
         detail: str | None = None,
         attempts_remaining: int | None = None,
     ) -> None:
-        if command.reply_to is None:
-            return  # nobody waits: a command from a producer other than the API
-        await self._outbox.reply(
-            Reply(
+        """Publish the decision's event and the reply together, and wait for both.
+
+        The decision is stored already, so the reply may reach the API before the event is
+        acknowledged: if the event then fails, the command is retried and publishes both
+        again, identically.
+        """
+        announcements: list[Awaitable[None]] = []
+        if event is not None:
+            announcements.append(self._outbox.publish_event(*event))
+        if command.reply_to is not None:  # None: a producer other than the API, nobody waits
+            reply = Reply(
                 command_id=command.command_id,
                 reply_to=command.reply_to,
                 outcome=outcome,
@@ -412,4 +429,5 @@ class BindingService:
                 detail=detail,
                 attempts_remaining=attempts_remaining,
             )
-        )
+            announcements.append(self._outbox.reply(reply))
+        await asyncio.gather(*announcements)

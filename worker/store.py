@@ -93,13 +93,29 @@ class Store:
             ).first()
         return Binding(challenge=row[0], device=row[1]) if row else None
 
-    async def find_attempt(self, challenge_id: str, signature: str) -> AttemptRow | None:
+    async def find_attempt_context(
+        self, challenge_id: str, signature: str
+    ) -> tuple[Binding | None, AttemptRow | None]:
+        """The challenge with its device, and this signature's earlier attempt if any.
+
+        One query: this read is on the path of every signature submitted.
+        """
         async with self._sessions() as session:
-            return await session.scalar(
-                select(AttemptRow).where(
-                    AttemptRow.challenge_id == challenge_id, AttemptRow.signature == signature
+            row = (
+                await session.execute(
+                    select(ChallengeRow, DeviceRow, AttemptRow)
+                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
+                    .outerjoin(
+                        AttemptRow,
+                        (AttemptRow.challenge_id == ChallengeRow.id)
+                        & (AttemptRow.signature == signature),
+                    )
+                    .where(ChallengeRow.id == challenge_id)
                 )
-            )
+            ).first()
+        if row is None:
+            return None, None
+        return Binding(challenge=row[0], device=row[1]), row[2]
 
     async def expire(self, challenge_id: str, now: datetime) -> bool:
         return await self._update(
