@@ -140,17 +140,16 @@ _REJECTION_FIELDS: Final = {
 
 class Rejected(ApiError):
     """A worker's refusal; status and code come from the :class:`Reason`, so they match the
-    event's ``reason``."""
+    event's ``reason``. The wording is the API's alone: nothing the worker knows (who owns a
+    challenge, why a signature failed) can reach a caller."""
 
-    def __init__(
-        self, reason: Reason, detail: str | None = None, attempts_remaining: int | None = None
-    ) -> None:
+    def __init__(self, reason: Reason, *, attempts_remaining: int | None = None) -> None:
         if reason is Reason.INVALID_SIGNATURE:
             detail = _invalid_signature_detail(attempts_remaining)
         elif reason is Reason.NOT_FOUND:
             detail = NOT_FOUND_DETAIL
         else:
-            detail = detail or _REJECTION_DETAILS[reason]
+            detail = _REJECTION_DETAILS[reason]
         super().__init__(
             status=HTTP_STATUS[reason],
             code=reason.value,

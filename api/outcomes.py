@@ -40,6 +40,6 @@ def _raise_unless_ok(reply: Reply) -> None:
     if reply.outcome == "ok":
         return
     if reply.outcome == "rejected" and reply.reason is not None:
-        raise Rejected(reply.reason, reply.detail, reply.attempts_remaining)
+        raise Rejected(reply.reason, attempts_remaining=reply.attempts_remaining)
     logger.error("reply to command %s is rejected without a reason", reply.command_id)
     raise InternalError()

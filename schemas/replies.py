@@ -15,7 +15,6 @@ class Reply(WireModel):
     outcome: Literal["ok", "rejected"]
     # With "ok": the HTTP body to answer with (None for 204). With "rejected": None.
     body: JsonValue = None
+    # With "rejected": why. The API words the error body from it (and attempts_remaining).
     reason: Reason | None = None
-    # A human sentence for the error body; never secret (no OTP, key or token).
-    detail: str | None = None
     attempts_remaining: int | None = None

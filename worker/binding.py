@@ -52,15 +52,6 @@ Event = tuple[str, str]
 # (the command is then retried as a transient failure).
 _MAX_DECISION_ROUNDS = 5
 
-_REJECTION_DETAIL = {
-    Reason.NOT_FOUND: "No such resource for this client.",
-    Reason.CHALLENGE_EXPIRED: "The challenge has expired; register the device again.",
-    Reason.CHALLENGE_LOCKED: "The challenge is locked after too many failed attempts.",
-    Reason.CHALLENGE_ALREADY_VERIFIED: "The challenge has already been verified.",
-    Reason.DEVICE_LIMIT_REACHED: (
-        f"The person already has {MAX_BOUND_DEVICES_PER_PERSON} bound devices."
-    ),
-}
 _TERMINAL_REASON = {
     ChallengeStatus.VERIFIED: Reason.CHALLENGE_ALREADY_VERIFIED,
     ChallengeStatus.EXPIRED: Reason.CHALLENGE_EXPIRED,
@@ -89,11 +80,6 @@ def new_otp() -> str:
 
 def otp_digest(otp: str) -> bytes:
     return hashlib.sha256(otp.encode("ascii")).digest()
-
-
-def invalid_signature_detail(remaining: int) -> str:
-    plural = "attempt remains" if remaining == 1 else "attempts remain"
-    return f"The signature does not verify; {remaining} {plural}."
 
 
 class BindingService:
@@ -384,9 +370,7 @@ class BindingService:
     async def _reject(
         self, command: CommandHeader, reason: Reason, *, event: Event | None = None
     ) -> None:
-        await self._send(
-            command, event, outcome="rejected", reason=reason, detail=_REJECTION_DETAIL[reason]
-        )
+        await self._send(command, event, outcome="rejected", reason=reason)
 
     async def _rejected(self, command: CommandHeader, remaining: int, *, event: Event) -> None:
         """An invalid signature, with the attempts that remain."""
@@ -395,7 +379,6 @@ class BindingService:
             event,
             outcome="rejected",
             reason=Reason.INVALID_SIGNATURE,
-            detail=invalid_signature_detail(remaining),
             attempts_remaining=remaining,
         )
 
@@ -407,7 +390,6 @@ class BindingService:
         outcome: Literal["ok", "rejected"],
         body: JsonValue = None,
         reason: Reason | None = None,
-        detail: str | None = None,
         attempts_remaining: int | None = None,
     ) -> None:
         """Publish the decision's event and the reply together, and wait for both.
@@ -426,7 +408,6 @@ class BindingService:
                 outcome=outcome,
                 body=body,
                 reason=reason,
-                detail=detail,
                 attempts_remaining=attempts_remaining,
             )
             announcements.append(self._outbox.reply(reply))

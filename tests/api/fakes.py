@@ -36,7 +36,6 @@ def rejected(
     command: Command,
     reason: Reason,
     *,
-    detail: str | None = None,
     attempts_remaining: int | None = None,
 ) -> Reply:
     return Reply(
@@ -44,7 +43,6 @@ def rejected(
         reply_to=command.reply_to or "",
         outcome="rejected",
         reason=reason,
-        detail=detail,
         attempts_remaining=attempts_remaining,
     )
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from api.errors import Rejected
 from api.request_ids import REQUEST_ID_HEADER
 from schemas.commands import (
     Command,
@@ -100,7 +101,7 @@ async def test_each_rejection_reaches_the_caller(
     settings = kafka_settings(instance_id=instance_id("rejections"))
 
     def refuse(command: Command) -> Sequence[Reply]:
-        return [rejected(command, reason, detail="Decided by the worker.", attempts_remaining=3)]
+        return [rejected(command, reason, attempts_remaining=3)]
 
     async with (
         Responder(
@@ -124,4 +125,4 @@ async def test_each_rejection_reaches_the_caller(
     if reason is Reason.INVALID_SIGNATURE:
         assert item["detail"] == "The signature does not verify; 3 attempts remain."
     else:
-        assert item["detail"] == "Decided by the worker."
+        assert item["detail"] == Rejected(reason).detail
