@@ -125,16 +125,21 @@ _REJECTION_TITLES: Final = {
     Reason.CHALLENGE_ALREADY_VERIFIED: "Challenge Already Verified",
     Reason.NOT_FOUND: "Not Found",
     Reason.DEVICE_LIMIT_REACHED: "Device Limit Reached",
+    Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency Key Reused",
 }
 _REJECTION_DETAILS: Final = {
     Reason.CHALLENGE_EXPIRED: "The challenge has expired.",
     Reason.CHALLENGE_LOCKED: "The challenge is locked after too many failed attempts.",
     Reason.CHALLENGE_ALREADY_VERIFIED: "The challenge has already been verified.",
     Reason.DEVICE_LIMIT_REACHED: "The person already has the maximum number of bound devices.",
+    Reason.IDEMPOTENCY_KEY_REUSED: (
+        "The Idempotency-Key was already used for a different registration."
+    ),
 }
 _REJECTION_FIELDS: Final = {
     Reason.INVALID_SIGNATURE: "signature",
     Reason.DEVICE_LIMIT_REACHED: "person_id",
+    Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
 }
 
 

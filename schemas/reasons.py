@@ -17,6 +17,8 @@ class Reason(StrEnum):
     # The person already has the maximum of bound devices: refused at registration, and
     # at binding when other devices of the person were bound while this one was pending.
     DEVICE_LIMIT_REACHED = "device_limit_reached"
+    # Only for device registration: the Idempotency-Key came with a different request.
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 # The reasons a ``signature_rejected`` event may carry: SPEC §5's five, and
@@ -40,4 +42,5 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.CHALLENGE_ALREADY_VERIFIED: 409,
     Reason.NOT_FOUND: 404,
     Reason.DEVICE_LIMIT_REACHED: 409,
+    Reason.IDEMPOTENCY_KEY_REUSED: 409,
 }

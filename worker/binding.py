@@ -82,6 +82,26 @@ def otp_digest(otp: str) -> bytes:
     return hashlib.sha256(otp.encode("ascii")).digest()
 
 
+def _registers_as(device: DeviceRow, command: RegisterDevice) -> bool:
+    """Whether ``device`` is what ``command`` registers (language and OTP aside)."""
+    body = command.registration
+    return (
+        device.client_id,
+        device.person_id,
+        device.public_key,
+        device.key_purpose,
+        device.name,
+        device.device_data,
+    ) == (
+        command.client_id,
+        body.person_id,
+        body.key,
+        body.key_purpose.value,
+        body.name,
+        body.device_data,
+    )
+
+
 class BindingService:
     def __init__(
         self,
@@ -116,6 +136,10 @@ class BindingService:
     async def register(self, command: RegisterDevice) -> None:
         replayed = await self._store.find_registration(str(command.command_id))
         if replayed is not None:
+            # The same command again: redelivered, or a retry under the same Idempotency-Key.
+            if not _registers_as(replayed.device, command):
+                await self._reject(command, Reason.IDEMPOTENCY_KEY_REUSED)
+                return
             await self._announce_registration(command, replayed, otp=None)
             return
         now = self._clock()

@@ -1,7 +1,6 @@
 """``/v1/mfa/devices``: register, read, list and unbind devices."""
 
 from typing import Annotated
-from uuid import uuid4
 
 from fastapi import APIRouter, Query, Response
 
@@ -12,6 +11,7 @@ from api.dependencies import (
     ResourceIdDep,
 )
 from api.errors import error_responses
+from api.idempotency import IdempotencyKeyDep, registration_ids
 from api.openapi import request_body
 from api.outcomes import answer, no_content
 from schemas.commands import GetDevice, ListDevices, RegisterDevice, UnbindDevice
@@ -30,16 +30,24 @@ router = APIRouter(prefix="/v1/mfa/devices", tags=["devices"])
 )
 async def register_device(
     header: CommandHeaderDep,
+    idempotency_key: IdempotencyKeyDep,
     registration: DeviceRegistrationDep,
     gateway: GatewayDep,
     response: Response,
 ) -> DeviceRegistered:
-    """Register a device key, open its binding challenge and send the OTP."""
+    """Register a device key, open its binding challenge and send the OTP.
+
+    Send an ``Idempotency-Key`` header to make the request safe to retry: a repeat with the
+    same key and body answers the same 202 (and sends no second OTP); a different body
+    under the same key answers 409 ``idempotency_key_reused``.
+    """
+    ids = registration_ids(header["client_id"], idempotency_key)
+    header["command_id"] = ids.command_id
     command = RegisterDevice(
         **header,
-        device_id=uuid4(),
-        key_id=uuid4(),
-        challenge_id=uuid4(),
+        device_id=ids.device_id,
+        key_id=ids.key_id,
+        challenge_id=ids.challenge_id,
         registration=registration,
     )
     registered = answer(await gateway.send(command), DeviceRegistered)

@@ -120,7 +120,11 @@ async def test_each_rejection_reaches_the_caller(
         body = assert_flat(response, 404, "not_found")
         assert body["detail"] == "The requested resource does not exist."
         return
-    field = {Reason.INVALID_SIGNATURE: "signature", Reason.DEVICE_LIMIT_REACHED: "person_id"}
+    field = {
+        Reason.INVALID_SIGNATURE: "signature",
+        Reason.DEVICE_LIMIT_REACHED: "person_id",
+        Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
+    }
     item = assert_listed(response, status, reason.value, field.get(reason, "id"))
     if reason is Reason.INVALID_SIGNATURE:
         assert item["detail"] == "The signature does not verify; 3 attempts remain."

@@ -149,7 +149,11 @@ async def test_rejection_of_a_signature(
     if status == 404:
         assert_flat(response, 404, "not_found")
         return
-    field = {Reason.INVALID_SIGNATURE: "signature", Reason.DEVICE_LIMIT_REACHED: "person_id"}
+    field = {
+        Reason.INVALID_SIGNATURE: "signature",
+        Reason.DEVICE_LIMIT_REACHED: "person_id",
+        Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
+    }
     item = assert_listed(response, status, reason.value, field.get(reason, "id"))
     if reason is Reason.INVALID_SIGNATURE:
         assert item["detail"] == "The signature does not verify; 2 attempts remain."

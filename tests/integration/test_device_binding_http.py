@@ -30,6 +30,7 @@ from tests.integration.stack import (
     worker_settings,
 )
 from worker.settings import WorkerSettings
+from worker.topics import provision_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -368,3 +369,54 @@ async def test_timed_out_request_is_retried_to_its_real_outcome(
     assert retried.status_code == 204
     reader = _otp_readers.pop(settings.otp_deliveries_topic)
     await reader.consumer.stop()
+
+
+async def test_registration_retried_with_its_idempotency_key_is_the_same(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db")
+    tokens = Tokens(tmp_path / "keys")
+    key = DeviceKey()
+    body = {"person_id": "person-retry", "key_type": "ecdsa-p256", "key": key.public_hex}
+    headers = {**tokens.headers(), "Idempotency-Key": "onboarding-42"}
+    await provision_topics(settings)
+
+    # No worker yet: the API gives up waiting; the command stays on the topic.
+    impatient = api_settings(settings, tokens, reply_wait_seconds=1.0)
+    async with api_client(impatient) as http:
+        pending = await http.post("/v1/mfa/devices", headers=headers, json=body)
+    assert_flat(pending, 503, "verification_pending")
+
+    otps = await start_reader(kafka_bootstrap, settings.otp_deliveries_topic)
+    events = await start_reader(kafka_bootstrap, settings.events_topic)
+    try:
+        async with running_worker(settings), api_client(api_settings(settings, tokens)) as http:
+            first = await http.post("/v1/mfa/devices", headers=headers, json=body)
+            again = await http.post("/v1/mfa/devices", headers=headers, json=body)
+            other_body = {**body, "person_id": "someone-else"}
+            reused = await http.post("/v1/mfa/devices", headers=headers, json=other_body)
+            challenge_id = first.json()["challenge"]["id"]
+            otp = (await otps.wait_for(lambda r: r["value"]["challenge_id"] == challenge_id))[0]
+            signature = key.sign(otp["value"]["otp"])
+            verified = await http.put(
+                f"{SIGNATURES}/{challenge_id}",
+                headers=tokens.headers(),
+                json={"signature": signature},
+            )
+        created = await events.wait_for(
+            lambda r: r["value"]["type"].endswith("challenge_created"), count=1
+        )
+    finally:
+        await otps.consumer.stop()
+        await events.consumer.stop()
+
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert_listed(reused, 409, "idempotency_key_reused")
+    assert verified.status_code == 204
+    # Three requests, one registration: one OTP sent, and every challenge_created event
+    # (the original, and its republications) carries one id.
+    assert len([r for r in otps.records if r["value"]["challenge_id"] == challenge_id]) == 1
+    assert {r["value"]["id"] for r in events.records if r["value"]["type"].endswith("created")} == {
+        created[0]["value"]["id"]
+    }
