@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from tests.conftest import REPO_ROOT
 from tests.integration.http_stack import Tokens
@@ -74,12 +75,22 @@ async def _until_ready(url: str) -> None:
 
 
 async def _group_members(bootstrap: str, group: str) -> int:
+    """Members of the group once it is stable (every partition assigned), 60 s at most."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [description] = await admin.describe_consumer_groups([group])
-        members: list[Any] = description.groups[0][5] if hasattr(description, "groups") else []
-        return len(members)
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    [description] = await admin.describe_consumer_groups([group])
+                except KafkaError:
+                    # The group's coordinator may still be loading while workers join.
+                    await asyncio.sleep(0.3)
+                    continue
+                _error, _group, state, _type, _protocol, members = description.groups[0]
+                if state == "Stable":
+                    return len(members)
+                await asyncio.sleep(0.3)
     finally:
         await admin.close()
 
@@ -117,6 +128,10 @@ async def two_by_two(
     with processes(commands, tmp_path):
         for url in urls:
             await _until_ready(url)
+        # Both worker processes in the group before any work, so the work is shared.
+        async with asyncio.timeout(60):
+            while await _group_members(kafka_bootstrap, settings.consumer_group) < 6:
+                await asyncio.sleep(0.3)
         yield urls, tokens, settings, tmp_path
 
 
