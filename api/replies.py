@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.replies import Reply
+from schemas.topics import REPLY_TO_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,11 @@ class ReplyListener:
                     self._deliver(record)
 
     def _deliver(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        # Every replica reads every reply: skip the others' by their header before paying
+        # for JSON parsing (a reply without the header is parsed and judged by its body).
+        addressee = dict(record.headers).get(REPLY_TO_HEADER)
+        if addressee is not None and addressee != self._instance_id.encode():
+            return
         try:
             if record.value is None:
                 raise ValueError("no value")

@@ -10,6 +10,7 @@ from faststream.kafka import KafkaBroker
 from schemas.events import CLOUDEVENTS_CONTENT_TYPE
 from schemas.otp import OtpDelivery
 from schemas.replies import Reply
+from schemas.topics import REPLY_TO_HEADER
 
 JSON = "application/json"
 
@@ -44,5 +45,5 @@ class KafkaOutbox:
             reply.model_dump_json().encode(),
             topic=self._replies_topic,
             key=str(reply.command_id).encode(),
-            headers={"content-type": JSON},
+            headers={"content-type": JSON, REPLY_TO_HEADER: reply.reply_to},
         )

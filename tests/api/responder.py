@@ -13,7 +13,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.commands import COMMAND_ADAPTER, Command, command_key
+from schemas.commands import COMMAND_ADAPTER, Command
 from schemas.replies import Reply
 
 # What to publish, in order, in answer to a command: replies or raw (possibly broken) bytes.
@@ -68,7 +68,10 @@ class Responder:
 
     async def publish(self, command: Command, message: Reply | bytes) -> None:
         value = message if isinstance(message, bytes) else message.model_dump_json().encode()
-        await self._producer.send_and_wait(self._replies_topic, value, key=command_key(command))
+        # Keyed by the command id, as the worker's replies are (schemas/topics.py), and
+        # without the reply-to header, so the listener must judge the body too.
+        key = str(command.command_id).encode()
+        await self._producer.send_and_wait(self._replies_topic, value, key=key)
 
     async def _run(self) -> None:
         async for record in self._consumer:
