@@ -1,14 +1,15 @@
 """The FastAPI application of one API replica: :func:`create_app`."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import TokenVerifier
 from api.error_handlers import install_error_handlers
 from api.gateway import KafkaGateway
+from api.jwks import KeySet
 from api.openapi import install_openapi
 from api.request_ids import RequestIdMiddleware
 from api.routes import challenges, devices, health
@@ -25,10 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A bad JWKS is a configuration error: refuse to start.
-        app.state.verifier = TokenVerifier.from_jwks_file(
-            settings.auth_jwks_file, issuer=settings.auth_issuer, audience=settings.auth_audience
-        )
+        # Keys that cannot be read are a configuration error: refuse to start.
+        keys = KeySet(settings)
+        await keys.load()
+        app.state.keys = keys
+        refreshing = asyncio.create_task(keys.refresh_forever(), name="jwks-refresh")
         gateway = KafkaGateway(settings)
         app.state.gateway = gateway
         await gateway.start()
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             yield
         finally:
+            refreshing.cancel()
             await gateway.stop()
 
     app = FastAPI(

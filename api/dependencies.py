@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from api.auth import InsufficientScope, Principal, TokenVerifier, Unauthenticated
 from api.errors import Forbidden, NotFound, RequestInvalid, Unauthorized
 from api.gateway import Gateway
+from api.jwks import KeySet
 from api.request_ids import request_id_of
 from api.settings import Settings
 from schemas.challenges import SignatureSubmission
@@ -40,7 +41,7 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_verifier(request: Request) -> TokenVerifier:
-    return cast(TokenVerifier, request.app.state.verifier)
+    return cast(KeySet, request.app.state.keys).verifier
 
 
 def get_gateway(request: Request) -> Gateway:

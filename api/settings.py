@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, HttpUrl, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import topics
@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     # How long one attempt to reach Kafka may take, and how long start-up waits for the
     # first successful one before serving (answering 503 until Kafka is reachable).
     kafka_connect_timeout_seconds: float = Field(default=10.0, gt=0)
-    auth_jwks_file: Path
+    # Exactly one of the two: a JWKS file, or the identity provider's JWKS URL.
+    auth_jwks_file: Path | None = None
+    auth_jwks_url: HttpUrl | None = None
+    auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
     auth_issuer: NonEmpty
     auth_audience: NonEmpty
     reply_wait_seconds: float = Field(default=5.0, gt=0)
@@ -44,6 +47,12 @@ class Settings(BaseSettings):
     instance_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
         default_factory=_default_instance_id
     )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "Settings":
+        if (self.auth_jwks_file is None) == (self.auth_jwks_url is None):
+            raise ValueError("set exactly one of AUTH_JWKS_FILE and AUTH_JWKS_URL")
+        return self
 
 
 class ServerSettings(BaseSettings):
