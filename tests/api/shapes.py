@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from api.request_ids import REQUEST_ID_HEADER
+from schemas.reasons import Reason
 
 FLAT_KEYS = {"id", "status", "code", "title", "detail", "error_code"}
 ITEM_KEYS = {"id", "status", "code", "title", "detail", "source"}
@@ -43,3 +44,12 @@ def assert_listed(response: httpx.Response, status: int, code: str, field: str) 
     assert item["detail"]
     assert item["source"] == {"field": field, "message": item["detail"]}
     return item
+
+
+def rejection_field(reason: Reason) -> str:
+    """The ``source.field`` a caller should see for a worker's rejection."""
+    return {
+        Reason.INVALID_SIGNATURE: "signature",
+        Reason.DEVICE_LIMIT_REACHED: "person_id",
+        Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
+    }.get(reason, "id")

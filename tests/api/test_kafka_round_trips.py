@@ -25,7 +25,7 @@ from tests.api.apps import MakeSettings, Topics, instance_id, running_app
 from tests.api.fakes import rejected, succeed
 from tests.api.requests import SIGNATURE, registration
 from tests.api.responder import Responder
-from tests.api.shapes import assert_flat, assert_listed
+from tests.api.shapes import assert_flat, assert_listed, rejection_field
 from tests.api.tokens import CLIENT_ID, TokenMint
 
 pytestmark = pytest.mark.kafka
@@ -120,12 +120,7 @@ async def test_each_rejection_reaches_the_caller(
         body = assert_flat(response, 404, "not_found")
         assert body["detail"] == "The requested resource does not exist."
         return
-    field = {
-        Reason.INVALID_SIGNATURE: "signature",
-        Reason.DEVICE_LIMIT_REACHED: "person_id",
-        Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
-    }
-    item = assert_listed(response, status, reason.value, field.get(reason, "id"))
+    item = assert_listed(response, status, reason.value, rejection_field(reason))
     if reason is Reason.INVALID_SIGNATURE:
         assert item["detail"] == "The signature does not verify; 3 attempts remain."
     else:

@@ -23,7 +23,7 @@ from schemas.reasons import HTTP_STATUS, Reason
 from schemas.replies import Reply
 from tests.api.fakes import FakeGateway, ok, rejected
 from tests.api.requests import SIGNATURE, registration
-from tests.api.shapes import assert_flat, assert_listed
+from tests.api.shapes import assert_flat, assert_listed, rejection_field
 from tests.api.tokens import CLIENT_ID, TokenMint
 
 ID = uuid.UUID("6f1d8f3e-52c9-4a8e-9a57-0d5b8a3f4c21")
@@ -149,12 +149,7 @@ async def test_rejection_of_a_signature(
     if status == 404:
         assert_flat(response, 404, "not_found")
         return
-    field = {
-        Reason.INVALID_SIGNATURE: "signature",
-        Reason.DEVICE_LIMIT_REACHED: "person_id",
-        Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
-    }
-    item = assert_listed(response, status, reason.value, field.get(reason, "id"))
+    item = assert_listed(response, status, reason.value, rejection_field(reason))
     if reason is Reason.INVALID_SIGNATURE:
         assert item["detail"] == "The signature does not verify; 2 attempts remain."
 
