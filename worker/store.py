@@ -169,13 +169,17 @@ class Store:
                 if verified.rowcount != 1:  # type: ignore[attr-defined]
                     await session.rollback()
                     return False
-                await session.execute(
+                bound = await session.execute(
                     update(DeviceRow)
                     .where(
                         DeviceRow.id == binding.device.id, DeviceRow.status == DeviceStatus.PENDING
                     )
                     .values(status=DeviceStatus.BOUND, bound_at=now)
                 )
+                if bound.rowcount != 1:  # type: ignore[attr-defined]
+                    # Unbound since it was read: nothing to bind, the caller decides again.
+                    await session.rollback()
+                    return False
                 session.add(attempt)
         except IntegrityError:
             return False

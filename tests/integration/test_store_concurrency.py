@@ -288,3 +288,19 @@ async def test_database_errors_do_not_carry_statement_values(db: Db) -> None:
     assert "parameters hidden" in message
     assert digest.hex() not in message
     assert repr(digest)[2:20] not in message
+
+
+async def test_a_device_unbound_after_it_was_read_is_not_bound(db: Db) -> None:
+    now = datetime.now(UTC)
+    binding = await registered(db.store, now)
+    assert await db.store.unbind(binding.device.id, command_id="c", request_id="r", now=now)
+
+    stored = await db.store.record_verified(
+        binding, attempt(binding, "cc" * 70, now, "verified"), seen_failures=0
+    )
+
+    assert not stored
+    after = await db.store.find_binding(binding.challenge.id)
+    assert after is not None
+    assert (after.challenge.status, after.device.status) == ("pending", "unbound")
+    assert await db.attempt_count() == 0
