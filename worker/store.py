@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -39,15 +39,7 @@ class Store:
 
     async def find_registration(self, command_id: str) -> Binding | None:
         """The device and challenge a (possibly redelivered) register command created."""
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ChallengeRow, DeviceRow)
-                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
-                    .where(DeviceRow.created_by_command == command_id)
-                )
-            ).first()
-        return Binding(challenge=row[0], device=row[1]) if row else None
+        return await self._binding_where(DeviceRow.created_by_command == command_id)
 
     async def register(self, device: DeviceRow, challenge: ChallengeRow, *, max_bound: int) -> bool:
         """Insert a pending device and its challenge, unless the person is at the limit.
@@ -83,15 +75,7 @@ class Store:
     # Verification
 
     async def find_binding(self, challenge_id: str) -> Binding | None:
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ChallengeRow, DeviceRow)
-                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
-                    .where(ChallengeRow.id == challenge_id)
-                )
-            ).first()
-        return Binding(challenge=row[0], device=row[1]) if row else None
+        return await self._binding_where(ChallengeRow.id == challenge_id)
 
     async def find_attempt_context(
         self, challenge_id: str, signature: str
@@ -253,6 +237,17 @@ class Store:
                 unbound_by_request=request_id,
             )
         )
+
+    async def _binding_where(self, condition: ColumnElement[bool]) -> Binding | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ChallengeRow, DeviceRow)
+                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
+                    .where(condition)
+                )
+            ).first()
+        return Binding(challenge=row[0], device=row[1]) if row else None
 
     async def _update(self, statement: object) -> bool:
         async with self._sessions() as session, session.begin():
