@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import ColumnElement, Update, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -140,7 +140,8 @@ class Store:
                     )
                 if await _bound_devices(session, device.client_id, device.person_id) >= max_bound:
                     raise DeviceLimitReached(f"person already has {max_bound} bound devices")
-                verified = await session.execute(
+                await _update_one(
+                    session,
                     update(ChallengeRow)
                     .where(
                         ChallengeRow.id == binding.challenge.id,
@@ -148,24 +149,19 @@ class Store:
                         ChallengeRow.failed_attempts == seen_failures,
                         ChallengeRow.expires_at > now,
                     )
-                    .values(status=ChallengeStatus.VERIFIED, otp_digest=None, decided_at=now)
+                    .values(status=ChallengeStatus.VERIFIED, otp_digest=None, decided_at=now),
                 )
-                if verified.rowcount != 1:  # type: ignore[attr-defined]
-                    await session.rollback()
-                    return False
-                bound = await session.execute(
+                # Unbound since it was read: nothing to bind, the caller decides again.
+                await _update_one(
+                    session,
                     update(DeviceRow)
                     .where(
                         DeviceRow.id == binding.device.id, DeviceRow.status == DeviceStatus.PENDING
                     )
-                    .values(status=DeviceStatus.BOUND, bound_at=now)
+                    .values(status=DeviceStatus.BOUND, bound_at=now),
                 )
-                if bound.rowcount != 1:  # type: ignore[attr-defined]
-                    # Unbound since it was read: nothing to bind, the caller decides again.
-                    await session.rollback()
-                    return False
                 session.add(attempt)
-        except IntegrityError:
+        except (_Stale, IntegrityError):
             return False
         return True
 
@@ -181,20 +177,18 @@ class Store:
             values |= {"status": ChallengeStatus.LOCKED, "otp_digest": None, "decided_at": now}
         try:
             async with self._sessions() as session, session.begin():
-                counted = await session.execute(
+                await _update_one(
+                    session,
                     update(ChallengeRow)
                     .where(
                         ChallengeRow.id == binding.challenge.id,
                         ChallengeRow.status == ChallengeStatus.PENDING,
                         ChallengeRow.failed_attempts == seen_failures,
                     )
-                    .values(**values)
+                    .values(**values),
                 )
-                if counted.rowcount != 1:  # type: ignore[attr-defined]
-                    await session.rollback()
-                    return False
                 session.add(attempt)
-        except IntegrityError:
+        except (_Stale, IntegrityError):
             return False
         return True
 
@@ -249,10 +243,24 @@ class Store:
             ).first()
         return Binding(challenge=row[0], device=row[1]) if row else None
 
-    async def _update(self, statement: object) -> bool:
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(statement)  # type: ignore[call-overload]
-            return bool(result.rowcount == 1)
+    async def _update(self, statement: Update) -> bool:
+        try:
+            async with self._sessions() as session, session.begin():
+                await _update_one(session, statement)
+        except _Stale:
+            return False
+        return True
+
+
+class _Stale(Exception):
+    """The row was not in the state its caller read: the transaction is rolled back whole."""
+
+
+async def _update_one(session: AsyncSession, statement: Update) -> None:
+    """Run a conditional update that must change exactly one row, else raise :class:`_Stale`."""
+    result = await session.execute(statement)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise _Stale
 
 
 async def _bound_devices(session: AsyncSession, client_id: str, person_id: str) -> int:
