@@ -16,7 +16,8 @@ from api.dependencies import get_gateway, get_verifier
 from api.settings import Settings
 from tests.api.apps import MakeSettings, Topics
 from tests.api.fakes import FakeGateway
-from tests.api.tokens import AUDIENCE, ISSUER, TokenMint
+from tests.api.tokens import TokenMint
+from tests.claims import AUDIENCE, ISSUER
 from tests.integration.kafka_topics import create_topics, unique_name
 
 

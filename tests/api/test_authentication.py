@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.api.fakes import FakeGateway
 from tests.api.requests import SIGNATURE, registration
 from tests.api.shapes import assert_listed
-from tests.api.tokens import CLIENT_ID, TokenMint
+from tests.api.tokens import TokenMint
+from tests.claims import CLIENT_ID
 
 DEVICE_ID = str(uuid.uuid4())
 ENDPOINTS = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +10,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from api.auth import REQUIRED_SCOPE
+from tests.claims import access_claims
 
-ISSUER = "https://idp.example.test"
-AUDIENCE = "device-binding"
 KID = "api-test-1"
-CLIENT_ID = "bank-app-1"
 
 
 class TokenMint:
@@ -33,21 +29,7 @@ class TokenMint:
 
     def token(self, *, key: ec.EllipticCurvePrivateKey | None = None, **overrides: Any) -> str:
         """A valid token, with claims overridden (``None`` drops a claim)."""
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "subject-1",
-            "client_id": CLIENT_ID,
-            "scope": REQUIRED_SCOPE,
-            "iat": now,
-            "exp": now + 300,
-        }
-        for name, value in overrides.items():
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
+        claims = access_claims(**overrides)
         return jwt.encode(claims, key or self.key, algorithm="ES256", headers={"kid": KID})
 
     def headers(self, **overrides: Any) -> dict[str, str]:

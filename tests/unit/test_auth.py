@@ -27,9 +27,8 @@ from api.auth import (
     Unauthenticated,
 )
 from deploy.dev import devkeys as devkeys_module
+from tests.claims import AUDIENCE, ISSUER, access_claims
 
-ISSUER = "https://idp.example.test"
-AUDIENCE = "device-binding"
 EC_KID = "ec-1"
 RSA_KID = "rsa-1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,25 +47,6 @@ def _jwk(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, kid: str) -> 
         jwk = dict(RSAAlgorithm.to_jwk(public_key, as_dict=True))
     jwk["kid"] = kid
     return jwk
-
-
-def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "subject-1",
-        "client_id": "bank-app-1",
-        "scope": REQUIRED_SCOPE,
-        "iat": now,
-        "exp": now + 300,
-    }
-    for name, value in overrides.items():
-        if value is None:
-            claims.pop(name, None)
-        else:
-            claims[name] = value
-    return claims
 
 
 def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
@@ -99,7 +79,7 @@ def verifier(jwks: dict[str, Any]) -> TokenVerifier:
 def mint_es256(ec_key: ec.EllipticCurvePrivateKey) -> Mint:
     def mint(kid: str | None = EC_KID, **overrides: Any) -> str:
         headers = {"kid": kid} if kid is not None else None
-        return jwt.encode(_claims(**overrides), ec_key, algorithm="ES256", headers=headers)
+        return jwt.encode(access_claims(**overrides), ec_key, algorithm="ES256", headers=headers)
 
     return mint
 
@@ -108,7 +88,7 @@ def mint_es256(ec_key: ec.EllipticCurvePrivateKey) -> Mint:
 def mint_rs256(rsa_key: rsa.RSAPrivateKey) -> Mint:
     def mint(kid: str | None = RSA_KID, **overrides: Any) -> str:
         headers = {"kid": kid} if kid is not None else None
-        return jwt.encode(_claims(**overrides), rsa_key, algorithm="RS256", headers=headers)
+        return jwt.encode(access_claims(**overrides), rsa_key, algorithm="RS256", headers=headers)
 
     return mint
 
@@ -185,7 +165,7 @@ def test_token_without_kid_uses_the_only_key(ec_key: ec.EllipticCurvePrivateKey)
     only = TokenVerifier(
         {"keys": [_jwk(ec_key.public_key(), EC_KID)]}, issuer=ISSUER, audience=AUDIENCE
     )
-    token = jwt.encode(_claims(), ec_key, algorithm="ES256")
+    token = jwt.encode(access_claims(), ec_key, algorithm="ES256")
     assert only.authenticate(f"Bearer {token}").client_id == "bank-app-1"
 
 
@@ -294,19 +274,19 @@ def test_missing_audience(verifier: TokenVerifier, mint_es256: Mint) -> None:
 
 def test_signed_by_another_ec_key_with_same_kid(verifier: TokenVerifier) -> None:
     intruder = ec.generate_private_key(ec.SECP256R1())
-    token = jwt.encode(_claims(), intruder, algorithm="ES256", headers={"kid": EC_KID})
+    token = jwt.encode(access_claims(), intruder, algorithm="ES256", headers={"kid": EC_KID})
     _assert_rejected(verifier, token, "token signature invalid")
 
 
 def test_signed_by_another_rsa_key_with_same_kid(verifier: TokenVerifier) -> None:
     intruder = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(_claims(), intruder, algorithm="RS256", headers={"kid": RSA_KID})
+    token = jwt.encode(access_claims(), intruder, algorithm="RS256", headers={"kid": RSA_KID})
     _assert_rejected(verifier, token, "token signature invalid")
 
 
 def test_tampered_payload(verifier: TokenVerifier, mint_es256: Mint) -> None:
     header, _, signature = mint_es256().split(".")
-    forged_claims = _b64url(json.dumps(_claims(client_id="bank-app-9")).encode())
+    forged_claims = _b64url(json.dumps(access_claims(client_id="bank-app-9")).encode())
     _assert_rejected(verifier, f"{header}.{forged_claims}.{signature}", "token signature invalid")
 
 
@@ -328,7 +308,7 @@ def test_es256_token_naming_the_rsa_key(verifier: TokenVerifier, mint_es256: Min
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", ""])
 def test_alg_none(verifier: TokenVerifier, alg: str) -> None:
-    token = _unsigned({"alg": alg, "typ": "JWT", "kid": EC_KID}, _claims()) + "."
+    token = _unsigned({"alg": alg, "typ": "JWT", "kid": EC_KID}, access_claims()) + "."
     _assert_rejected(verifier, token, "token algorithm not accepted")
 
 
@@ -336,7 +316,7 @@ def test_alg_none(verifier: TokenVerifier, alg: str) -> None:
 def test_other_asymmetric_algorithms(
     verifier: TokenVerifier, ec_key: ec.EllipticCurvePrivateKey, alg: str
 ) -> None:
-    token = _unsigned({"alg": alg, "kid": EC_KID}, _claims()) + "." + _b64url(b"\x00" * 64)
+    token = _unsigned({"alg": alg, "kid": EC_KID}, access_claims()) + "." + _b64url(b"\x00" * 64)
     _assert_rejected(verifier, token, "token algorithm not accepted")
 
 
@@ -363,7 +343,7 @@ def test_hmac_signed_with_public_key_bytes(
     public = ec_key.public_key() if kid == EC_KID else rsa_key.public_key()
     secret = public.public_bytes(encoding, key_format)
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
-    signing_input = _unsigned({"alg": alg, "typ": "JWT", "kid": kid}, _claims())
+    signing_input = _unsigned({"alg": alg, "typ": "JWT", "kid": kid}, access_claims())
     signature = hmac.new(secret, signing_input.encode("ascii"), digest).digest()
     _assert_rejected(
         verifier, f"{signing_input}.{_b64url(signature)}", "token algorithm not accepted"
@@ -377,7 +357,7 @@ def test_hmac_without_kid_against_single_key_jwks(ec_key: ec.EllipticCurvePrivat
     secret = ec_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    signing_input = _unsigned({"alg": "HS256"}, _claims())
+    signing_input = _unsigned({"alg": "HS256"}, access_claims())
     signature = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
     _assert_rejected(only, f"{signing_input}.{_b64url(signature)}", "token algorithm not accepted")
 
