@@ -71,12 +71,18 @@ class DeviceUnbound(WireModel):
 Data = TypeVar("Data", ChallengeCreated, SignatureAttempt, DeviceUnbound)
 
 
-class CloudEvent(WireModel, Generic[Data]):
+class Envelope(WireModel):
+    """The CloudEvents attributes every event of this product carries, data aside."""
+
     specversion: Literal["1.0"] = "1.0"
+    # The same whenever the same fact is published again: consumers deduplicate by it.
     id: str
     source: str = EVENT_SOURCE
-    type: EventType
     subject: str
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
+
+
+class CloudEvent(Envelope, Generic[Data]):
+    type: EventType
     data: Data = Field()

@@ -15,3 +15,6 @@ REPLY_TO_HEADER = "reply-to"
 # Headers the DLQ adds to a dead-lettered command.
 DLQ_REASON_HEADER = "dlq-reason"
 DLQ_SOURCE_HEADER = "dlq-source"
+
+# Published by the fraud-signal consumer (fraud/), keyed by person id: schemas/signals.py.
+SUSPICIOUS_ACTIVITY = "mfa.device-binding.suspicious-activity.v1"
