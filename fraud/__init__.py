@@ -1,0 +1,1 @@
+"""The fraud-signal example consumer: rejections counted in sliding windows."""
