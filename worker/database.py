@@ -6,7 +6,7 @@ import sqlite3
 import time
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -61,7 +61,8 @@ def _enable_wal(path: str) -> None:
     raise RuntimeError(f"could not switch {path} to WAL mode")
 
 
-async def create_tables(engine: AsyncEngine) -> None:
+async def create_tables(engine: AsyncEngine, metadata: MetaData = Base.metadata) -> None:
+    """Creates what is missing of ``metadata`` (the service's tables unless told otherwise)."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         await asyncio.to_thread(_enable_wal, str(engine.url.database))
     async with engine.begin() as connection:
@@ -73,4 +74,4 @@ async def create_tables(engine: AsyncEngine) -> None:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_TABLES_LOCK}
             )
-        await connection.run_sync(Base.metadata.create_all)
+        await connection.run_sync(metadata.create_all)
