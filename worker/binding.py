@@ -41,7 +41,7 @@ from worker.errors import (
     StoreContention,
 )
 from worker.store import Binding, Store
-from worker.tables import AttemptRow, ChallengeRow, DeviceRow
+from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 from worker.verify import verify_digest
 
 Clock = Callable[[], datetime]
@@ -226,9 +226,18 @@ class BindingService:
     async def _decide_attempt(self, command: VerifySignature) -> bool:
         """Decide, store and announce one attempt; False when the challenge changed meanwhile."""
         challenge_id = str(command.challenge_id)
-        binding, prior = await self._store.find_attempt_context(challenge_id, command.signature)
+        binding, prior, refusal = await self._store.find_attempt_context(
+            challenge_id, command.signature, str(command.command_id)
+        )
         if binding is None or not self._owns(command, binding.device):
             await self._reject_attempt(command, None, Reason.NOT_FOUND)
+            return True
+        if refusal is not None:
+            # Redelivered: this command was refused already; that decision stands even if the
+            # challenge changed since (a device slot freed, say).
+            await self._reject(
+                command, Reason(refusal.reason), event=(challenge_id, refusal.event_json)
+            )
             return True
 
         if prior is not None:
@@ -307,18 +316,29 @@ class BindingService:
     async def _reject_attempt(
         self, command: VerifySignature, binding: Binding | None, reason: Reason
     ) -> None:
-        """A refusal that counts no attempt (unknown, expired, locked, already verified)."""
+        """A refusal that counts no attempt (unknown, expired, locked, already verified, device
+        limit). Stored, so that a redelivery publishes this very event again."""
         remaining = views.attempts_remaining(binding.challenge) if binding else None
+        now = self._clock()
         event = events.signature_attempt(
             command,
             binding,
             reason=reason,
             attempt=None,
             attempts_remaining=remaining,
-            decided_at=self._clock(),
+            decided_at=now,
+        )
+        refusal = await self._store.remember_refusal(
+            RefusalRow(
+                command_id=str(command.command_id),
+                challenge_id=str(command.challenge_id),
+                reason=reason,
+                event_json=event.model_dump_json(),
+                decided_at=now,
+            )
         )
         await self._reject(
-            command, reason, event=(str(command.challenge_id), event.model_dump_json())
+            command, Reason(refusal.reason), event=(refusal.challenge_id, refusal.event_json)
         )
 
     @staticmethod

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from schemas.challenges import ChallengeStatus
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus
 from worker.errors import DeviceLimitReached
-from worker.tables import AttemptRow, ChallengeRow, DeviceRow
+from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 
 
 @dataclass(frozen=True)
@@ -78,28 +78,47 @@ class Store:
         return await self._binding_where(ChallengeRow.id == challenge_id)
 
     async def find_attempt_context(
-        self, challenge_id: str, signature: str
-    ) -> tuple[Binding | None, AttemptRow | None]:
-        """The challenge with its device, and this signature's earlier attempt if any.
+        self, challenge_id: str, signature: str, command_id: str
+    ) -> tuple[Binding | None, AttemptRow | None, RefusalRow | None]:
+        """The challenge with its device, this signature's earlier attempt if any, and this
+        command's refusal if it was refused before (a redelivery).
 
         One query: this read is on the path of every signature submitted.
         """
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(ChallengeRow, DeviceRow, AttemptRow)
+                    select(ChallengeRow, DeviceRow, AttemptRow, RefusalRow)
                     .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
                     .outerjoin(
                         AttemptRow,
                         (AttemptRow.challenge_id == ChallengeRow.id)
                         & (AttemptRow.signature == signature),
                     )
+                    .outerjoin(RefusalRow, RefusalRow.command_id == command_id)
                     .where(ChallengeRow.id == challenge_id)
                 )
             ).first()
         if row is None:
-            return None, None
-        return Binding(challenge=row[0], device=row[1]), row[2]
+            return None, None, None
+        return Binding(challenge=row[0], device=row[1]), row[2], row[3]
+
+    async def remember_refusal(self, refusal: RefusalRow) -> RefusalRow:
+        """Store ``refusal`` unless its command was refused before; the refusal that stands.
+
+        The first decision wins, so every delivery of one command publishes the same event:
+        same id, same content (times and counts included).
+        """
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(refusal)
+        except IntegrityError:
+            async with self._sessions() as session:
+                stored = await session.get(RefusalRow, refusal.command_id)
+            if stored is None:
+                raise
+            return stored
+        return refusal
 
     async def expire(self, challenge_id: str, now: datetime) -> bool:
         return await self._update(

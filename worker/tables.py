@@ -97,3 +97,17 @@ class AttemptRow(Base):
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("challenge_id", "signature", name="uq_attempt_signature"),)
+
+
+class RefusalRow(Base):
+    """An attempt refused without counting (unknown, expired, locked, already verified, device
+    limit), kept so that a redelivered command answers the very decision and event it had."""
+
+    __tablename__ = "refusals"
+
+    command_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # No foreign key: an unknown challenge is refused too.
+    challenge_id: Mapped[str] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(32))
+    event_json: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime)

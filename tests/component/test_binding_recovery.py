@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from schemas.commands import RegisterDevice, VerifySignature
-from schemas.devices import DeviceRegistration
+from schemas.commands import RegisterDevice, UnbindDevice, VerifySignature
+from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceRegistration
 from schemas.otp import OtpDelivery
 from schemas.replies import Reply
 from tests.integration.stack import DeviceKey
@@ -168,3 +168,74 @@ async def test_attempt_stored_but_not_announced_is_announced_once_counted_once(
     assert attempt_events[0] == attempt_events[1]
     assert outbox.replies[-1].reason == "invalid_signature"
     assert outbox.replies[-1].attempts_remaining == 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_refusal_announced_again_is_the_same_event(
+    service_and_outbox: tuple[BindingService, FlakyOutbox, Store],
+) -> None:
+    _, outbox, store = service_and_outbox
+    clock = Clock()
+    service = BindingService(store, outbox, challenge_ttl=timedelta(minutes=5), clock=clock)
+    key = DeviceKey()
+    registration = _register(key)
+    await service.handle(registration)
+    clock.now += timedelta(minutes=6)
+    verify = VerifySignature(
+        **_header(), challenge_id=registration.challenge_id, signature=key.sign("123456")
+    )
+    outbox.fail_once.add("event")
+
+    with pytest.raises(Crash):
+        await service.handle(verify)  # refused as expired, the event lost with the crash
+    clock.now += timedelta(seconds=30)
+    await service.handle(verify)  # redelivered later
+    await service.handle(verify)  # and once more
+
+    refusals = outbox.events[1:]
+    assert len(refusals) == 2
+    # Same id and same content, decision time included: an auditor sees one fact, twice.
+    assert refusals[0] == refusals[1]
+    assert refusals[0]["data"]["reason"] == "challenge_expired"  # type: ignore[index]
+    assert [r.reason for r in outbox.replies[1:]] == ["challenge_expired"] * 3
+
+
+async def test_a_redelivered_refusal_stands_when_the_challenge_changed_since(
+    service_and_outbox: tuple[BindingService, FlakyOutbox, Store],
+) -> None:
+    service, outbox, _ = service_and_outbox
+    keys = [DeviceKey() for _ in range(MAX_BOUND_DEVICES_PER_PERSON + 1)]
+    registrations = [_register(key) for key in keys]
+    for registration in registrations:
+        await service.handle(registration)
+    signatures = [
+        VerifySignature(
+            **_header(),
+            challenge_id=registration.challenge_id,
+            signature=key.sign(delivery.otp),
+        )
+        for registration, key, delivery in zip(registrations, keys, outbox.otps, strict=True)
+    ]
+    for verify in signatures[:-1]:
+        await service.handle(verify)
+    last = signatures[-1]
+    outbox.fail_once.add("event")
+    with pytest.raises(Crash):
+        await service.handle(last)  # the person's sixth device: refused
+    # A slot frees before the command is redelivered.
+    await service.handle(UnbindDevice(**_header(), device_id=registrations[0].device_id))
+    await service.handle(last)
+
+    assert outbox.replies[-1].reason == "device_limit_reached"
+    assert outbox.events[-1]["type"] == "mfa.device_binding.signature_rejected"
+    # A new submission is a new decision: now it binds.
+    retry = VerifySignature(**{**last.model_dump(), "command_id": uuid.uuid4()})
+    await service.handle(retry)
+    assert outbox.replies[-1].outcome == "ok"
