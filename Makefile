@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo token kafka venv clean bench
+.PHONY: run test lint demo token kafka venv clean bench contracts
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -32,6 +32,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Regenerates contracts/ (AsyncAPI, OpenAPI) and writes the v1 example events that are
+# missing; committed examples are a frozen baseline and never written over.
+contracts: $(STAMP)
+	$(BIN)/python -m deploy.contracts write
+	$(BIN)/python -m deploy.contracts examples
 
 # Plays the bank's app against `make run`: key, device, OTP, signature, binding.
 demo: $(STAMP)
