@@ -5,7 +5,9 @@ Starts, in order, and stops in reverse on Ctrl-C or SIGTERM:
 1. Apache Kafka on 127.0.0.1:9092 (deploy/kafka; none if KAFKA_BOOTSTRAP_SERVERS is set);
 2. ``WORKERS`` worker processes (default 2) on SQLite under var/ (or ``DATABASE_URL``);
 3. the development OTP sink, which prints each OTP instead of sending an SMS;
-4. the API on 127.0.0.1:8000, trusting the development signing key in var/dev/.
+4. the reference audit consumer (trail in var/audit.db; ``python -m audit verify``) and the
+   fraud-signal consumer, unless ``CONSUMERS=0``;
+5. the API on 127.0.0.1:8000, trusting the development signing key in var/dev/.
 
 Mint a token with ``make token``; play the bank's app with ``make demo``.
 """
@@ -68,6 +70,9 @@ def main() -> int:
         "DATABASE_URL": os.environ.get(
             "DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'device-binding.db'}"
         ),
+        "AUDIT_DATABASE_URL": os.environ.get(
+            "AUDIT_DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'audit.db'}"
+        ),
         "AUTH_JWKS_FILE": str(jwks),
         "AUTH_ISSUER": devkeys.DEFAULT_ISSUER,
         "AUTH_AUDIENCE": devkeys.DEFAULT_AUDIENCE,
@@ -83,9 +88,14 @@ def main() -> int:
         for _ in range(int(os.environ.get("WORKERS", "2"))):
             spawn("-m", "worker")
         asyncio.run(
-            _wait_for_topics(bootstrap, {topics.COMMANDS, topics.REPLIES, topics.OTP_DELIVERIES})
+            _wait_for_topics(
+                bootstrap, {topics.COMMANDS, topics.EVENTS, topics.REPLIES, topics.OTP_DELIVERIES}
+            )
         )
         spawn("-m", "deploy.dev.otp_sink")
+        if os.environ.get("CONSUMERS", "1") != "0":
+            spawn("-m", "audit")
+            spawn("-m", "fraud")
         spawn("-m", "api")
         print(
             f"\nstack up: Kafka {bootstrap}, API http://127.0.0.1:8000, JWKS {jwks}\n"
