@@ -4,7 +4,6 @@ The events topic is the worker's: its partitioning is the worker's to choose, so
 never created here; the consumer refuses to start without it.
 """
 
-import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,9 +25,16 @@ async def provision_topics(settings: FraudSettings) -> None:
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
         )
-        # Another instance, or a deployment job, may create it at the same moment.
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([topic])
+        response = await admin.create_topics([topic])
+        # aiokafka reports per-topic errors in the response rather than raising them. Another
+        # instance, or the provisioning job, may have created it at the same moment: fine.
+        errors = [
+            f"{error['topic']}: {error['error_message'] or error['error_code']}"
+            for error in response.to_object()["topic_errors"]
+            if error["error_code"] not in (0, TopicAlreadyExistsError.errno)
+        ]
+        if errors:
+            raise RuntimeError(f"could not create the signals topic: {'; '.join(errors)}")
         logger.info("created topic %s", settings.signals_topic)
     finally:
         await admin.close()
