@@ -1,15 +1,20 @@
-"""``python -m api``: one API replica on ``API_HOST``:``API_PORT`` (one worker process)."""
+"""``python -m api``: one API replica on ``API_HOST``:``API_PORT`` (one worker process).
 
-import logging
+On SIGTERM uvicorn stops accepting connections and lets the requests in flight finish
+(each waits at most ``REPLY_WAIT_SECONDS`` for its reply) before the lifespan closes Kafka.
+"""
 
 import uvicorn
 
 from api.app import create_app
 from api.settings import ServerSettings
+from telemetry.logs import configure_logging
+from telemetry.tracing import configure_tracing
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("api")
+    configure_tracing("device-binding-api")
     server = ServerSettings()
     uvicorn.run(
         create_app(),
@@ -18,6 +23,7 @@ def main() -> None:
         workers=1,
         lifespan="on",
         server_header=False,
+        log_config=None,  # our JSON lines (configure_logging), not uvicorn's own format
     )
 
 

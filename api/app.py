@@ -10,10 +10,13 @@ from fastapi import FastAPI
 from api.error_handlers import install_error_handlers
 from api.gateway import KafkaGateway
 from api.jwks import KeySet
+from api.metrics import MetricsMiddleware
+from api.metrics import router as metrics_router
 from api.openapi import install_openapi
 from api.request_ids import RequestIdMiddleware
 from api.routes import challenges, devices, health
 from api.settings import Settings
+from api.tracing import TracingMiddleware
 from schemas.challenges import SignatureSubmission
 from schemas.devices import DeviceRegistration
 
@@ -55,10 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(TracingMiddleware)
     # Added last, so outermost: every answer, a 500 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     app.include_router(devices.router)
     app.include_router(challenges.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     install_openapi(app, [DeviceRegistration, SignatureSubmission])
     return app

@@ -7,11 +7,14 @@ publish is bounded: past ``timeout_seconds`` it raises :class:`CommandNotPublish
 
 import asyncio
 import logging
+import time
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from api.metrics import COMMAND_PUBLISH_LATENCY
 from schemas.commands import Command, command_key
+from telemetry.tracing import trace_headers
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +64,21 @@ class CommandPublisher:
         producer = self._producer
         if producer is None:
             raise CommandNotPublished("the producer is not running")
+        # The trace continues in the worker that takes the command (W3C traceparent).
+        headers = [(name, value.encode()) for name, value in trace_headers().items()]
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 await producer.send_and_wait(
-                    self._topic, command.model_dump_json().encode(), key=command_key(command)
+                    self._topic,
+                    command.model_dump_json().encode(),
+                    key=command_key(command),
+                    headers=headers or None,
                 )
         except (TimeoutError, KafkaError) as exc:
+            COMMAND_PUBLISH_LATENCY.labels(command.type, "failed").observe(
+                time.perf_counter() - started
+            )
             # A send given up on here may still reach the topic later: harmless, because the
             # worker handles a command idempotently and the client retries the same call.
             logger.warning(
@@ -76,3 +88,18 @@ class CommandPublisher:
                 type(exc).__name__,
             )
             raise CommandNotPublished(type(exc).__name__) from exc
+        COMMAND_PUBLISH_LATENCY.labels(command.type, "acknowledged").observe(
+            time.perf_counter() - started
+        )
+
+    async def reachable(self, timeout_seconds: float) -> bool:
+        """Whether a Kafka broker answers a metadata request now (the readiness probe)."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await producer.client.fetch_all_metadata()
+        except (TimeoutError, KafkaError, OSError):
+            return False
+        return True

@@ -5,21 +5,27 @@
 When Kafka is down at start-up the replica still starts: :meth:`KafkaGateway.start` keeps
 connecting in the background (with back-off) and, until both the producer and the reply
 listener are up, every command is refused with 503 ``service_unavailable`` and
-``/health/ready`` answers 503. Start-up waits up to ``kafka_connect_timeout_seconds`` for
+``/readyz`` answers 503. Start-up waits up to ``kafka_connect_timeout_seconds`` for
 the first connection, so a healthy replica is ready when it begins to serve.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Protocol
+
+from opentelemetry.trace import SpanKind
 
 from api.commands import CommandNotPublished, CommandPublisher
 from api.errors import ServiceUnavailable, VerificationPending
+from api.metrics import REPLY_WAIT
 from api.replies import RepliesStopped, ReplyListener
 from api.settings import Settings
 from schemas.commands import Command
 from schemas.replies import Reply
+from telemetry.logs import log_context
+from telemetry.tracing import tracer
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ class Gateway(Protocol):
     @property
     def ready(self) -> bool:
         """Whether a command can be sent now."""
+        ...
+
+    async def reachable(self) -> bool:
+        """Whether Kafka answers now: checked on each readiness probe, not only at start."""
         ...
 
     async def send(self, command: Command) -> Reply:
@@ -98,18 +108,28 @@ class KafkaGateway:
         await self._replies.stop()
         await self._commands.stop()
 
+    async def reachable(self) -> bool:
+        return self.ready and await self._commands.reachable(self._connect_timeout)
+
     async def send(self, command: Command) -> Reply:
         if not self.ready:
             raise ServiceUnavailable(self._retry_after)
-        with self._replies.expect(command.command_id) as reply:
+        subject = getattr(command, "challenge_id", None) or getattr(command, "device_id", None)
+        with (
+            log_context(command_id=str(command.command_id), challenge_id=_text(subject)),
+            tracer().start_as_current_span(f"send {command.type}", kind=SpanKind.PRODUCER),
+            self._replies.expect(command.command_id) as reply,
+        ):
             try:
                 await self._commands.publish(command)
             except CommandNotPublished:
                 raise ServiceUnavailable(self._retry_after) from None
+            published = time.perf_counter()
             try:
                 async with asyncio.timeout(self._reply_wait):
-                    return await reply
+                    answer = await reply
             except TimeoutError:
+                REPLY_WAIT.labels(command.type, "timeout").observe(time.perf_counter() - published)
                 logger.warning(
                     "no reply to command %s (%s) within %ss",
                     command.command_id,
@@ -119,6 +139,8 @@ class KafkaGateway:
                 raise VerificationPending(self._retry_after) from None
             except RepliesStopped:
                 raise ServiceUnavailable(self._retry_after) from None
+            REPLY_WAIT.labels(command.type, answer.outcome).observe(time.perf_counter() - published)
+            return answer
 
     async def _connect(self) -> None:
         delay = _FIRST_RETRY_SECONDS
@@ -141,3 +163,7 @@ class KafkaGateway:
                 logger.info("connected to Kafka as %s", self._instance_id)
                 self._connected.set()
                 return
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

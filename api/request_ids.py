@@ -12,6 +12,8 @@ from typing import Final
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from telemetry.logs import bind_log_context
+
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SCOPE_KEY: Final = "request_id"
@@ -47,6 +49,7 @@ class RequestIdMiddleware:
         given = Headers(scope=scope).get(REQUEST_ID_HEADER)
         request_id = accepted_request_id(given) or str(uuid.uuid4())
         scope.setdefault("state", {})[_SCOPE_KEY] = request_id
+        bind_log_context(request_id=request_id)  # this request's task only
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,15 +1,19 @@
 """``python -m audit [run]`` consumes the events into the trail until SIGTERM or Ctrl-C;
-``python -m audit verify`` checks the whole chain and exits 1 naming its first broken link."""
+``python -m audit verify`` checks the whole chain and exits 1 naming its first broken link;
+``python -m audit migrate`` upgrades the audit database to the head revision (``--revision``
+for another, ``--downgrade REV`` to go back), printing the revision before and after."""
 
 import argparse
 import asyncio
-import logging
 import signal
+import sys
 
 from audit.consumer import AuditConsumer
+from audit.database import AUDIT_MIGRATIONS
 from audit.settings import AuditSettings
 from audit.verification import verify_chain
-from worker.database import create_engine
+from telemetry.logs import configure_logging
+from worker.database import SchemaNotCurrent, create_engine, migrate_command
 
 
 async def _run(settings: AuditSettings) -> int:
@@ -17,7 +21,13 @@ async def _run(settings: AuditSettings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, consumer.request_stop)
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        # Release the database's connections: SQLite's run on threads that would keep the
+        # process from exiting.
+        await consumer.stop()
+        raise
     try:
         await consumer.run()
     finally:
@@ -35,13 +45,39 @@ async def _verify(settings: AuditSettings) -> int:
     return 0 if report.intact else 1
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m audit", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["run", "verify"], default="run")
-    command = parser.parse_args().command
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    commands = parser.add_subparsers(dest="command", metavar="{run,verify,migrate}")
+    commands.add_parser("run", help="consume the events into the trail (the default)")
+    commands.add_parser("verify", help="check the whole chain")
+    migrate = commands.add_parser("migrate", help="migrate the database (AUDIT_DATABASE_URL)")
+    target = migrate.add_mutually_exclusive_group()
+    target.add_argument("--revision", default="head", help="upgrade to this revision (head)")
+    target.add_argument("--downgrade", metavar="REV", help="downgrade to this revision (base)")
+    return parser
+
+
+def main() -> int:
+    arguments = _parser().parse_args()
+    configure_logging("audit")
     settings = AuditSettings()
-    return asyncio.run(_verify(settings) if command == "verify" else _run(settings))
+    if arguments.command == "verify":
+        return asyncio.run(_verify(settings))
+    if arguments.command == "migrate":
+        return asyncio.run(
+            migrate_command(
+                settings.audit_database_url,
+                AUDIT_MIGRATIONS,
+                revision=arguments.revision,
+                downgrade_to=arguments.downgrade,
+            )
+        )
+    try:
+        return asyncio.run(_run(settings))
+    except SchemaNotCurrent as error:
+        # What to do, not a traceback: this is the operator's to fix.
+        print(f"audit consumer not started: {error}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class AuditConsumer:
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        await prepare_audit_database(self.engine)
+        await prepare_audit_database(self.engine, migrate=self.settings.audit_auto_migrate)
         await self._consumer.start()
         logger.info(
             "audit consuming %s as group %s",

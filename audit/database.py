@@ -1,51 +1,31 @@
-"""The audit database: its tables, the triggers that make the chain append-only, the head.
+"""The audit database's schema: Alembic's, from the history in ``audit/migrations``.
 
-Idempotent, and safe when several audit consumers start together (on PostgreSQL they take
-turns under an advisory lock; SQLite's BEGIN IMMEDIATE serialises them already).
+Its tables, the triggers that make the chain append-only and the chain head's row are all
+created by that history's revisions (``python -m audit migrate``); the consumer only checks
+at start-up that the database is at the head revision, or upgrades it itself when
+``audit_auto_migrate`` is set (development, tests).
 """
 
-from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from audit.chain import GENESIS_HASH
-from audit.tables import AuditBase, ChainHead
-from worker.database import create_tables
+from audit.tables import AuditBase
+from worker.database import MigrationHistory, prepare_database
 
+# The chain head's only row, inserted by the first revision.
 HEAD_ID = 1
-_SETUP_LOCK = 0x6175646974  # "audit"
 
-_SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS audit_records_no_{action.lower()}
-        BEFORE {action} ON audit_records
-        BEGIN SELECT RAISE(ABORT, 'audit_records is append-only'); END"""
-    for action in ("UPDATE", "DELETE")
-]
-_POSTGRES_TRIGGERS = [
-    """CREATE OR REPLACE FUNCTION audit_records_append_only() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'audit_records is append-only'; END $$""",
-    """CREATE OR REPLACE TRIGGER audit_records_append_only
-        BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_records
-        FOR EACH STATEMENT EXECUTE FUNCTION audit_records_append_only()""",
-]
+AUDIT_MIGRATIONS = MigrationHistory(
+    name="audit",
+    package="audit.migrations",
+    metadata=AuditBase.metadata,
+    # Prefixed as its tables are: never mistaken for the service store's alembic_version.
+    version_table="audit_alembic_version",
+    lock_key=0x6175646974,  # "audit", as the set-up before Alembic took
+    command="python -m audit migrate",
+    auto_migrate_variable="AUDIT_AUTO_MIGRATE",
+)
 
 
-async def prepare_audit_database(engine: AsyncEngine) -> None:
-    await create_tables(engine, AuditBase.metadata)
-    async with engine.begin() as connection:
-        postgres = connection.dialect.name == "postgresql"
-        if postgres:
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETUP_LOCK}
-            )
-        for statement in _POSTGRES_TRIGGERS if postgres else _SQLITE_TRIGGERS:
-            await connection.execute(text(statement))
-        await _ensure_head(connection)
-
-
-async def _ensure_head(connection: AsyncConnection) -> None:
-    """The head row exists before any append, so appenders only ever lock and update it."""
-    if await connection.scalar(select(ChainHead.id).where(ChainHead.id == HEAD_ID)) is None:
-        await connection.execute(
-            insert(ChainHead).values(id=HEAD_ID, seq=0, record_hash=GENESIS_HASH)
-        )
+async def prepare_audit_database(engine: AsyncEngine, *, migrate: bool = False) -> None:
+    """At start-up: upgrade to the head if ``migrate``, else refuse a database not there."""
+    await prepare_database(engine, migrate=migrate, history=AUDIT_MIGRATIONS)

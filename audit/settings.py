@@ -13,6 +13,9 @@ class AuditSettings(BaseSettings):
     # Its own database, not the service's: the audit trail is kept by another team, and a
     # compromised service must not be able to rewrite it.
     audit_database_url: str = "sqlite+aiosqlite:///var/audit.db"
+    # Upgrade the database to the head revision at start-up instead of refusing one that is
+    # behind. For development and tests: production runs `python -m audit migrate` first.
+    audit_auto_migrate: bool = False
     events_topic: str = topics.EVENTS
     audit_consumer_group: str = "device-binding-audit"
     # Events appended per transaction: one fsync and one offset commit per batch.

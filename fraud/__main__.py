@@ -4,11 +4,11 @@ Run one instance only: it reads every partition of the events topic itself.
 """
 
 import asyncio
-import logging
 import signal
 
 from fraud.app import FraudSignals
 from fraud.settings import FraudSettings
+from telemetry.logs import configure_logging
 
 
 async def _serve() -> None:
@@ -29,7 +29,7 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("fraud")
     asyncio.run(_serve())
 
 

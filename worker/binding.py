@@ -40,6 +40,7 @@ from worker.errors import (
     SignatureRejected,
     StoreContention,
 )
+from worker.metrics import VERIFICATION_OUTCOMES
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 from worker.verify import verify_digest
@@ -456,3 +457,7 @@ class BindingService:
             )
             announcements.append(self._outbox.reply(reply))
         await asyncio.gather(*announcements)
+        if isinstance(command, VerifySignature):
+            VERIFICATION_OUTCOMES.labels(
+                "verified" if outcome == "ok" else "rejected", reason or "none"
+            ).inc()

@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 
 from schemas.topics import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 from worker.errors import WorkerError
+from worker.metrics import DEAD_LETTERS
 
 logger = logging.getLogger(__name__)
 
@@ -42,4 +43,5 @@ class DeadLetters:
             record.value or b"", topic=self._topic, key=record.key, headers=headers
         )
         self._consecutive += 1
+        DEAD_LETTERS.inc()
         logger.warning("dead-lettered command %s: %s", source, reason)

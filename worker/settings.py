@@ -13,6 +13,10 @@ class WorkerSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "sqlite+aiosqlite:///var/device-binding.db"
+    # Upgrade the database to the head revision at start-up instead of refusing one that is
+    # behind. For development and tests: production runs `python -m worker migrate` (a Job)
+    # before the workers, so a schema change is a deliberate step.
+    auto_migrate: bool = False
     consumer_group: str = "device-binding-workers"
     # Group members per process. Each takes its own partitions and handles them one command
     # at a time, so order per challenge holds while partitions proceed side by side.
@@ -35,3 +39,15 @@ class WorkerSettings(BaseSettings):
     max_consecutive_dead_letters: int = Field(default=100, ge=1)
     # Pause before a command that failed transiently (database, Kafka) is tried again.
     retry_backoff_seconds: float = Field(default=1.0, ge=0)
+
+    # The probe and metrics port (GET /healthz, /readyz, /metrics); 0 picks a free one.
+    worker_http_host: str = "127.0.0.1"  # 0.0.0.0 in a container
+    worker_http_port: int = Field(default=8001, ge=0, le=65535)
+    # How often the group's consumer lag is measured for the metrics.
+    lag_interval_seconds: float = Field(default=15.0, gt=0)
+    # On SIGTERM: how long commands in progress may take to finish before the worker closes
+    # anyway (their offsets then stay uncommitted and another worker redoes them safely).
+    # Keep it below the orchestrator's grace period (terminationGracePeriodSeconds).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # How long a readiness probe waits for Kafka and the database.
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -5,7 +5,7 @@ registers ``--devices`` devices, reads their OTPs from the OTP topic, and submit
 correct signature each (the seed endpoint), ``--concurrency`` requests in flight. Every
 request is a real round trip: API, Kafka, a worker, the store, Kafka, API.
 
-Baseline: ``GET /health/live`` at the same concurrency, which never leaves the API process;
+Baseline: ``GET /healthz`` at the same concurrency, which never leaves the API process;
 the ratio says what Kafka, the worker and the store add to a plain HTTP request.
 Loopback only, and every loop is bounded by the request count.
 """
@@ -112,11 +112,11 @@ async def bench(url: str, devices: int, concurrency: int) -> int:
         async with httpx.AsyncClient(
             base_url=url, headers=headers, timeout=30, limits=limits
         ) as http:
-            await http.get("/health/live")  # connection warm-up, not measured
+            await http.get("/healthz")  # connection warm-up, not measured
             baseline, _ = await run_phase(
-                "baseline: GET /health/live",
+                "baseline: GET /healthz",
                 200,
-                [lambda: http.get("/health/live") for _ in range(devices)],
+                [lambda: http.get("/healthz") for _ in range(devices)],
                 concurrency,
             )
 

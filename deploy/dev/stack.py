@@ -3,7 +3,8 @@
 Starts, in order, and stops in reverse on Ctrl-C or SIGTERM:
 
 1. Apache Kafka on 127.0.0.1:9092 (deploy/kafka; none if KAFKA_BOOTSTRAP_SERVERS is set);
-2. ``WORKERS`` worker processes (default 2) on SQLite under var/ (or ``DATABASE_URL``);
+2. ``WORKERS`` worker processes (default 2) on SQLite under var/ (or ``DATABASE_URL``),
+   after migrating the databases; their probes and metrics on ports 8001, 8002, ...;
 3. the development OTP sink, which prints each OTP instead of sending an SMS;
 4. the reference audit consumer (trail in var/audit.db; ``python -m audit verify``) and the
    fraud-signal consumer, unless ``CONSUMERS=0``;
@@ -81,19 +82,28 @@ def main() -> int:
     python = sys.executable
     children: list[subprocess.Popen[bytes]] = []
 
-    def spawn(*args: str) -> None:
-        children.append(subprocess.Popen([python, *args], env=env, cwd=ROOT))
+    def spawn(*args: str, **extra_env: str) -> None:
+        children.append(subprocess.Popen([python, *args], env={**env, **extra_env}, cwd=ROOT))
 
+    def migrate(package: str) -> None:
+        # The schema first, once, as the Kubernetes Job does: the processes only check it.
+        subprocess.run([python, "-m", package, "migrate"], env=env, cwd=ROOT, check=True)
+
+    consumers = os.environ.get("CONSUMERS", "1") != "0"
     try:
-        for _ in range(int(os.environ.get("WORKERS", "2"))):
-            spawn("-m", "worker")
+        migrate("worker")
+        if consumers:
+            migrate("audit")
+        for number in range(int(os.environ.get("WORKERS", "2"))):
+            # Each worker's probes and metrics on its own port: 8001, 8002, ...
+            spawn("-m", "worker", WORKER_HTTP_PORT=str(8001 + number))
         asyncio.run(
             _wait_for_topics(
                 bootstrap, {topics.COMMANDS, topics.EVENTS, topics.REPLIES, topics.OTP_DELIVERIES}
             )
         )
         spawn("-m", "deploy.dev.otp_sink")
-        if os.environ.get("CONSUMERS", "1") != "0":
+        if consumers:
             spawn("-m", "audit")
             spawn("-m", "fraud")
         spawn("-m", "api")

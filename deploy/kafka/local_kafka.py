@@ -170,6 +170,15 @@ class LocalKafka:
         if formatted.returncode != 0:
             output = formatted.stdout.decode(errors="replace")
             raise RuntimeError(f"formatting Kafka storage failed:\n{output}")
+        self._launch(libs, config, timeout=timeout)
+
+    def restart(self, *, timeout: float = 120.0) -> None:
+        """Start the stopped broker again on its data: the same cluster, topics and offsets,
+        as after an outage (tests of recovery use it)."""
+        self.stop()
+        self._launch(ensure_jars(), self.workdir / "server.properties", timeout=timeout)
+
+    def _launch(self, libs: Path, config: Path, *, timeout: float) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(config)),

@@ -116,6 +116,9 @@ class FakeGateway:
         self.script: Script = succeed
         self.error: Exception | None = None
 
+    async def reachable(self) -> bool:
+        return self.ready
+
     async def send(self, command: Command) -> Reply:
         self.sent.append(command)
         if self.error is not None:

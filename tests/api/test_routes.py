@@ -236,9 +236,9 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient, mint: TokenMi
 async def test_readiness_follows_the_gateway(
     client: httpx.AsyncClient, gateway: FakeGateway
 ) -> None:
-    assert (await client.get("/health/live")).json() == {"status": "ok"}
-    assert (await client.get("/health/ready")).status_code == 200
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).status_code == 200
     gateway.ready = False
-    response = await client.get("/health/ready")
+    response = await client.get("/readyz")
     assert_flat(response, 503, "service_unavailable")
     assert response.headers["Retry-After"] == "1"

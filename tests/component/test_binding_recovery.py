@@ -22,7 +22,7 @@ from schemas.otp import OtpDelivery
 from schemas.replies import Reply
 from tests.integration.stack import DeviceKey
 from worker.binding import BindingService
-from worker.database import create_engine, create_tables
+from worker.database import create_engine, upgrade
 from worker.store import Store
 
 
@@ -60,7 +60,7 @@ async def service_and_outbox(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[BindingService, FlakyOutbox, Store]]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await create_tables(engine)
+    await upgrade(engine)
     outbox = FlakyOutbox()
     store = Store(engine)
     try:

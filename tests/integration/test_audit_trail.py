@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await prepare_audit_database(engine)
+    await prepare_audit_database(engine, migrate=True)
     yield engine
     await engine.dispose()
 

@@ -4,6 +4,7 @@ them: every API replica gets the results of its own requests, and both workers w
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -67,7 +68,7 @@ async def _until_ready(url: str) -> None:
     async with httpx.AsyncClient() as http, asyncio.timeout(60):
         while True:
             try:
-                if (await http.get(f"{url}/health/ready")).status_code == 200:
+                if (await http.get(f"{url}/readyz")).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -111,6 +112,10 @@ async def two_by_two(
         "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
         "REPLIES_TOPIC": settings.replies_topic,
         "TOPIC_PARTITIONS": "6",
+        # Both workers start together on one new SQLite file: one migrates, the other waits.
+        "AUTO_MIGRATE": "true",
+        # Two workers on one host: each its own probe port.
+        "WORKER_HTTP_PORT": "0",
     }
     ports = [_free_port(), _free_port()]
     api_env = {
@@ -195,6 +200,15 @@ async def test_each_api_process_gets_its_own_results(
     assert members == 2 * settings.consumers_per_process
     worker_logs = [(log_dir / f"process-{n}.log").read_text() for n in (0, 1)]
     assert all("Received" in log for log in worker_logs)
+    # Every line of every process's log is one JSON object naming its service.
+    services = [
+        {
+            json.loads(line)["service"]
+            for line in (log_dir / f"process-{n}.log").read_text().splitlines()
+        }
+        for n in range(4)
+    ]
+    assert services == [{"worker"}, {"worker"}, {"api"}, {"api"}]
     # No OTP reached any process's log (worker and API logs alike).
     logs = "\n".join(path.read_text() for path in log_dir.glob("process-*.log"))
     assert "Received" in logs

@@ -24,7 +24,7 @@ from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus, KeyPurpo
 from tests.integration.stack import DeviceKey
 from tests.postgres import fresh_database
 from worker.binding import otp_digest
-from worker.database import create_engine, create_tables
+from worker.database import create_engine, prepare_database, upgrade
 from worker.errors import DeviceLimitReached
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
@@ -52,7 +52,7 @@ class Db:
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Db]:
     engine = create_engine(database_url)
-    await create_tables(engine)
+    await upgrade(engine)
     try:
         yield Db(engine, Store(engine))
     finally:
@@ -233,7 +233,7 @@ async def test_workers_starting_together_on_postgres_create_the_tables_once(
     async with fresh_database(postgres_url, tmp_path) as url:
         engines = [create_engine(url) for _ in range(4)]
         try:
-            await asyncio.gather(*(create_tables(engine) for engine in engines))
+            await asyncio.gather(*(prepare_database(engine, migrate=True) for engine in engines))
             assert await registered(Store(engines[0]), datetime.now(UTC))
         finally:
             for engine in engines:

@@ -1,0 +1,1 @@
+"""The audit trail's revisions, oldest first by their ``down_revision``."""

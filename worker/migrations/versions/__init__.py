@@ -1,0 +1,1 @@
+"""The service store's revisions, oldest first by their ``down_revision``."""
