@@ -50,7 +50,8 @@ token: $(STAMP)
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-# Benchmarks (tables against a baseline of the same run); bench-http needs `make run`.
+# Benchmarks (tables against a baseline of the same run); the HTTP one needs `make run`.
 bench: $(STAMP)
 	$(BIN)/python -m deploy.bench.verify
+	$(BIN)/python -m deploy.bench.audit
 	$(BIN)/python -m deploy.bench.http

@@ -62,6 +62,7 @@ class AuditTrail:
                 )
             ).one()
             seq, previous = head.seq, head.record_hash
+            records: list[dict[str, object]] = []
             stored = await _stored_hashes(
                 connection, {event.event_id for _, event in read if isinstance(event, ReadEvent)}
             )
@@ -90,26 +91,29 @@ class AuditTrail:
                     continue
                 seq += 1
                 link = chain.record_hash(seq, event.event_id, previous, digest)
-                await connection.execute(
-                    insert(AuditRecord).values(
-                        seq=seq,
-                        event_id=event.event_id,
-                        event_type=event.event_type,
-                        subject=event.subject,
-                        event=event.canonical,
-                        event_hash=digest,
-                        previous_hash=previous,
-                        record_hash=link,
-                        topic=delivery.topic,
-                        partition=delivery.partition,
-                        offset=delivery.offset,
-                        recorded_at=now,
-                    )
+                records.append(
+                    {
+                        "seq": seq,
+                        "event_id": event.event_id,
+                        "event_type": event.event_type,
+                        "subject": event.subject,
+                        "event": event.canonical,
+                        "event_hash": digest,
+                        "previous_hash": previous,
+                        "record_hash": link,
+                        "topic": delivery.topic,
+                        "partition": delivery.partition,
+                        "offset": delivery.offset,
+                        "recorded_at": now,
+                    }
                 )
                 stored[event.event_id] = digest
                 previous = link
-                result.appended += 1
-            if result.appended:
+            if records:
+                # One statement for the batch (executemany): a round trip per record would
+                # cost more than all the hashing.
+                await connection.execute(insert(AuditRecord), records)
+                result.appended = len(records)
                 await connection.execute(
                     update(ChainHead)
                     .where(ChainHead.id == HEAD_ID)

@@ -24,7 +24,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pydantic import ValidationError
 
 from tests.integration.kafka_topics import unique_name
-from worker.topics import ProvisioningSettings, product_topics, reconcile, reconcile_topics
+from worker.topic_reconciler import reconcile
+from worker.topics import ProvisioningSettings, product_topics, reconcile_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
