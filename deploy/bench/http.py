@@ -18,6 +18,7 @@ import json
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -120,11 +121,16 @@ async def bench(url: str, devices: int, concurrency: int) -> int:
                 concurrency,
             )
 
+            # Persons new to this run: a person keeps at most five bound devices, and the
+            # stack's database outlives a run.
+            run = uuid.uuid4().hex[:8]
+
             def register(
                 key: ec.EllipticCurvePrivateKey, n: int
             ) -> Callable[[], Awaitable[httpx.Response]]:
                 point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-                body = {"person_id": f"bench-{n}", "key_type": "ecdsa-p256", "key": point.hex()}
+                person = f"bench-{run}-{n}"
+                body = {"person_id": person, "key_type": "ecdsa-p256", "key": point.hex()}
                 return lambda: http.post("/v1/mfa/devices", json=body)
 
             registered, responses = await run_phase(
