@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from audit.database import prepare_audit_database
 from tests.postgres import BACKENDS, fresh_database, postgres_server
+from worker.database import create_engine
 
 
 @pytest.fixture(params=BACKENDS)
@@ -21,3 +24,12 @@ async def database_url(database_server: str | None, tmp_path: Path) -> AsyncIter
     """A new, empty database for each test; the worker creates its tables."""
     async with fresh_database(database_server, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+async def audit_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh, migrated audit database."""
+    engine = create_engine(database_url)
+    await prepare_audit_database(engine, migrate=True)
+    yield engine
+    await engine.dispose()

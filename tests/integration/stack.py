@@ -58,6 +58,25 @@ def worker_settings(bootstrap: str, database: Path, **overrides: Any) -> WorkerS
     return WorkerSettings(**values)
 
 
+def worker_environment(settings: WorkerSettings) -> dict[str, str]:
+    """The environment that makes ``python -m worker`` run with ``settings``: its own
+    topics, group and database, migrated at start-up, probes on a free port (several
+    workers share the host in tests)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "CONSUMER_GROUP": settings.consumer_group,
+        "COMMANDS_TOPIC": settings.commands_topic,
+        "EVENTS_TOPIC": settings.events_topic,
+        "OTP_DELIVERIES_TOPIC": settings.otp_deliveries_topic,
+        "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "REPLIES_TOPIC": settings.replies_topic,
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "AUTO_MIGRATE": "true",
+        "WORKER_HTTP_PORT": "0",
+    }
+
+
 @dataclass
 class TopicReader:
     """Everything published on one topic since the test began, as JSON with key/headers."""

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.consumer import AuditConsumer
-from audit.database import prepare_audit_database
 from audit.settings import AuditSettings
 from audit.tables import AuditRecord
 from audit.trail import AppendResult, AuditTrail, Delivery
@@ -35,19 +34,10 @@ from tests.integration.stack import (
 )
 from tests.integration.test_worker_flow import register
 from tests.sample_events import attempt_event, attempt_event_json
-from worker.database import create_engine
 
 pytestmark = [pytest.mark.audit, pytest.mark.kafka]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await prepare_audit_database(engine, migrate=True)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -69,14 +59,14 @@ async def publish(bootstrap: str, topic: str, numbers: Sequence[int]) -> None:
         await producer.stop()
 
 
-async def stored_ids(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as connection:
+async def stored_ids(audit_engine: AsyncEngine) -> list[str]:
+    async with audit_engine.connect() as connection:
         return list(await connection.scalars(select(AuditRecord.event_id)))
 
 
-async def wait_for_count(engine: AsyncEngine, at_least: int) -> int:
+async def wait_for_count(audit_engine: AsyncEngine, at_least: int) -> int:
     async with asyncio.timeout(60):
-        while (count := await AuditTrail(engine).record_count()) < at_least:
+        while (count := await AuditTrail(audit_engine).record_count()) < at_least:
             await asyncio.sleep(0.02)
     return count
 
@@ -107,7 +97,11 @@ class AuditProcess:
 
 
 async def test_killed_mid_stream_and_restarted_stores_each_event_once(
-    kafka_bootstrap: str, events_topic: str, database_url: str, engine: AsyncEngine, tmp_path: Path
+    kafka_bootstrap: str,
+    events_topic: str,
+    database_url: str,
+    audit_engine: AsyncEngine,
+    tmp_path: Path,
 ) -> None:
     env = {
         **os.environ,
@@ -125,24 +119,24 @@ async def test_killed_mid_stream_and_restarted_stores_each_event_once(
     await publish(kafka_bootstrap, events_topic, [*range(2000), *range(500)])
 
     first = AuditProcess(env, log)
-    at_first_kill = await wait_for_count(engine, 200)
+    at_first_kill = await wait_for_count(audit_engine, 200)
     first.kill()
     await publish(kafka_bootstrap, events_topic, range(2000, 3000))  # while it is down
     second = AuditProcess(env, log)
-    at_second_kill = await wait_for_count(engine, at_first_kill + 500)
+    at_second_kill = await wait_for_count(audit_engine, at_first_kill + 500)
     second.kill()
     third = AuditProcess(env, log)
     try:
-        await wait_for_count(engine, 3000)
+        await wait_for_count(audit_engine, 3000)
         await asyncio.sleep(1)  # anything left to store would show now
     finally:
         assert third.terminate() == 0, log.read_text()[-3000:]
 
     assert at_first_kill < at_second_kill < 3000, "both kills came mid-stream"
-    ids = await stored_ids(engine)
+    ids = await stored_ids(audit_engine)
     assert len(ids) == 3000
     assert set(ids) == event_ids(range(3000))
-    report = await verify_chain(engine)
+    report = await verify_chain(audit_engine)
     assert report.intact, report.describe()
     verify = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "audit", "verify", env=env, cwd=ROOT, stdout=subprocess.PIPE
@@ -165,13 +159,13 @@ async def running_audit(settings: AuditSettings) -> AsyncIterator[AuditConsumer]
 
 
 async def test_a_batch_stored_but_not_committed_is_recognised_when_delivered_again(
-    kafka_bootstrap: str, database_url: str, engine: AsyncEngine
+    kafka_bootstrap: str, database_url: str, audit_engine: AsyncEngine
 ) -> None:
     topic = unique_name("audit-events")
     await create_topics(kafka_bootstrap, topic, partitions=1)
     await publish(kafka_bootstrap, topic, range(100))
     # A consumer stored the first 60 and died before committing their offsets.
-    await AuditTrail(engine).append(
+    await AuditTrail(audit_engine).append(
         [Delivery(topic, 0, offset, attempt_event_json(offset)) for offset in range(60)]
     )
     settings = AuditSettings(
@@ -189,16 +183,16 @@ async def test_a_batch_stored_but_not_committed_is_recognised_when_delivered_aga
             return results[-1]
 
         consumer.trail.append = recording_append  # type: ignore[method-assign]
-        await wait_for_count(engine, 100)
+        await wait_for_count(audit_engine, 100)
 
     assert sum(result.duplicates for result in results) == 60
     assert sum(result.appended for result in results) == 40
-    assert set(await stored_ids(engine)) == event_ids(range(100))
-    assert (await verify_chain(engine)).intact
+    assert set(await stored_ids(audit_engine)) == event_ids(range(100))
+    assert (await verify_chain(audit_engine)).intact
 
 
 async def test_the_services_events_are_audited_without_the_otp(
-    kafka_bootstrap: str, tmp_path: Path, database_url: str, engine: AsyncEngine
+    kafka_bootstrap: str, tmp_path: Path, database_url: str, audit_engine: AsyncEngine
 ) -> None:
     worker = worker_settings(kafka_bootstrap, tmp_path / "store.db")
     audit = AuditSettings(
@@ -224,10 +218,10 @@ async def test_the_services_events_are_audited_without_the_otp(
                 **client.header(), challenge_id=uuid.UUID(challenge_id), signature=key.sign(otp)
             )
         )
-        await wait_for_count(engine, 3)
+        await wait_for_count(audit_engine, 3)
     assert (wrong.outcome, right.outcome) == ("rejected", "ok")
 
-    async with engine.connect() as connection:
+    async with audit_engine.connect() as connection:
         records = (await connection.execute(select(AuditRecord).order_by(AuditRecord.seq))).all()
     assert [(r.event_type, r.subject) for r in records] == [
         ("mfa.device_binding.challenge_created", challenge_id),
@@ -236,4 +230,4 @@ async def test_the_services_events_are_audited_without_the_otp(
     ]
     assert all(otp not in record.event for record in records)
     assert json.loads(records[2].event)["data"]["attempt"] == 2
-    assert (await verify_chain(engine)).intact
+    assert (await verify_chain(audit_engine)).intact

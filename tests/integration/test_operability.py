@@ -29,7 +29,12 @@ from deploy.kafka.local_kafka import LocalKafka
 from schemas.commands import COMMAND_ADAPTER, VerifySignature, command_key
 from tests.conftest import REPO_ROOT
 from tests.integration.http_stack import Tokens, api_client, api_settings
-from tests.integration.stack import running_worker, start_reader, worker_settings
+from tests.integration.stack import (
+    running_worker,
+    start_reader,
+    worker_environment,
+    worker_settings,
+)
 from worker.lag import LagMonitor
 from worker.settings import WorkerSettings
 
@@ -239,20 +244,7 @@ async def test_sigterm_finishes_in_flight_commands_and_repeats_none(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=3)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": settings.database_url,
-        "CONSUMER_GROUP": settings.consumer_group,
-        "COMMANDS_TOPIC": settings.commands_topic,
-        "EVENTS_TOPIC": settings.events_topic,
-        "OTP_DELIVERIES_TOPIC": settings.otp_deliveries_topic,
-        "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "REPLIES_TOPIC": settings.replies_topic,
-        "TOPIC_PARTITIONS": "3",
-        "AUTO_MIGRATE": "true",
-        "WORKER_HTTP_PORT": "0",
-    }
+    env = {**os.environ, **worker_environment(settings)}
     commands = [verify_command(settings) for _ in range(600)]
     wanted = {str(command.command_id) for command in commands}
     log = tmp_path / "worker.log"

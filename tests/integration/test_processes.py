@@ -23,7 +23,12 @@ from aiokafka.errors import KafkaError
 
 from tests.conftest import REPO_ROOT
 from tests.integration.http_stack import Tokens
-from tests.integration.stack import DeviceKey, start_reader, worker_settings
+from tests.integration.stack import (
+    DeviceKey,
+    start_reader,
+    worker_environment,
+    worker_settings,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -102,21 +107,8 @@ async def two_by_two(
 ) -> AsyncIterator[tuple[list[str], Tokens, Any, Path]]:
     settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=6)
     tokens = Tokens(tmp_path / "keys")
-    worker_env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": settings.database_url,
-        "CONSUMER_GROUP": settings.consumer_group,
-        "COMMANDS_TOPIC": settings.commands_topic,
-        "EVENTS_TOPIC": settings.events_topic,
-        "OTP_DELIVERIES_TOPIC": settings.otp_deliveries_topic,
-        "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "REPLIES_TOPIC": settings.replies_topic,
-        "TOPIC_PARTITIONS": "6",
-        # Both workers start together on one new SQLite file: one migrates, the other waits.
-        "AUTO_MIGRATE": "true",
-        # Two workers on one host: each its own probe port.
-        "WORKER_HTTP_PORT": "0",
-    }
+    # Both workers start together on one new SQLite file: one migrates, the other waits.
+    worker_env = worker_environment(settings)
     ports = [_free_port(), _free_port()]
     api_env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
