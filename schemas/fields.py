@@ -1,6 +1,7 @@
 """Field types shared by several wire models, with the validation SPEC §2 and §3 ask for."""
 
 import re
+import unicodedata
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +25,17 @@ def _signature_hex(value: str) -> str:
 def _device_data(value: str) -> str:
     if len(value.encode()) > MAX_DEVICE_DATA_BYTES:
         raise ValueError(f"device_data must be at most {MAX_DEVICE_DATA_BYTES} bytes")
+    # PostgreSQL's text cannot hold U+0000: accepted here, it would fail in the worker.
+    if "\x00" in value:
+        raise ValueError("device_data must not contain NUL characters")
+    return value
+
+
+def _printable(value: str) -> str:
+    # Identifiers end up in keys, logs, events and database text: control characters
+    # (U+0000 above all, which PostgreSQL's text cannot hold) have no business there.
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise ValueError("must not contain control characters")
     return value
 
 
@@ -42,4 +54,6 @@ SignatureHex = Annotated[
 ]
 DeviceData = Annotated[str, AfterValidator(_device_data)]
 P256PublicKeyHex = Annotated[str, AfterValidator(_p256_point)]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)
+]

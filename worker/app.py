@@ -29,6 +29,7 @@ from faststream.message import StreamMessage
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from schemas.commands import COMMAND_ADAPTER, Command
 from telemetry.logs import log_context
@@ -149,7 +150,15 @@ class Worker:
         ):
             try:
                 await self.service.handle(command)
-            except Exception:
+            except Exception as error:
+                if isinstance(error, DBAPIError) and _refused_data(error):
+                    # The database refuses this command's values for good (too long, not
+                    # representable): a retry would block its partition for ever. The DLQ
+                    # keeps it for a human; nothing of it was stored.
+                    COMMANDS.labels(command.type, "dead_lettered").inc()
+                    reason = f"the store refused its data (SQLSTATE {_sqlstate(error)})"
+                    await self.dead_letters.send(message.raw_message, reason=reason)
+                    return
                 COMMANDS.labels(command.type, "failed").inc()
                 # Stored decisions make a retry safe; pausing keeps a database or broker
                 # outage from turning into a hot loop. Raising leaves the offset uncommitted.
@@ -201,6 +210,19 @@ class Worker:
         await self.lag.stop()
         await self.probes.stop()
         await self.engine.dispose()
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _refused_data(error: DBAPIError) -> bool:
+    """PostgreSQL's class 22, data exceptions: the values themselves are refused (a string
+    too long for its column, a character the encoding cannot hold), so no retry can succeed.
+    Everything else (connections, locks, serialisation) may pass on a retry."""
+    code = _sqlstate(error)
+    return code is not None and code.startswith("22")
 
 
 def _subject(command: Command) -> str | None:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from deploy.dev import devkeys
 from deploy.kafka import local_kafka
 from schemas import topics
@@ -44,6 +46,19 @@ async def _wait_for_topics(bootstrap: str, topics: set[str]) -> None:
                 await asyncio.sleep(0.5)
     finally:
         await admin.close()
+
+
+def _wait_until_ready(url: str) -> None:
+    """Until the API answers ready (90 s at most), so "stack up" means it is usable."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    print(f"the API is not ready at {url} after 90 s; see the log above", file=sys.stderr)
 
 
 def main() -> int:
@@ -107,6 +122,7 @@ def main() -> int:
             spawn("-m", "audit")
             spawn("-m", "fraud")
         spawn("-m", "api")
+        _wait_until_ready("http://127.0.0.1:8000/readyz")
         print(
             f"\nstack up: Kafka {bootstrap}, API http://127.0.0.1:8000, JWKS {jwks}\n"
             "  token: make token    demo: make demo    stop: Ctrl-C\n",

@@ -205,3 +205,38 @@ async def test_unparseable_commands_go_to_the_dlq_and_the_worker_goes_on(
     key = DeviceKey()
     challenge_id, otp = await register(client, key)
     assert (await client.send(verify(client, challenge_id, key.sign(otp)))).outcome == "ok"
+
+
+async def test_a_command_whose_values_the_store_refuses_is_dead_lettered(
+    client: CommandClient, database_url: str
+) -> None:
+    # A producer other than the API may send what the API never would: a request id longer
+    # than its column. PostgreSQL refuses it for good (SQLSTATE 22001); retrying would block
+    # the partition for ever. SQLite does not enforce lengths and simply stores it.
+    header = {**client.header(), "request_id": "r" * 300}
+    challenge_id = uuid.uuid4()
+    command = RegisterDevice(
+        **header,
+        device_id=uuid.uuid4(),
+        key_id=uuid.uuid4(),
+        challenge_id=challenge_id,
+        registration=DeviceRegistration(
+            person_id="person-long", key_type="ecdsa-p256", key=DeviceKey().public_hex
+        ),
+    )
+    await client.send_raw(COMMAND_ADAPTER.dump_json(command), key=str(challenge_id).encode())
+
+    if database_url.startswith("postgresql"):
+        [dead] = await client.dead_letters.wait_for(lambda r: True)
+        assert dead["headers"][DLQ_REASON_HEADER].decode() == (
+            "the store refused its data (SQLSTATE 22001)"
+        )
+    else:
+        [reply] = await client.replies.wait_for(
+            lambda r: r["value"]["command_id"] == str(command.command_id)
+        )
+        assert reply["value"]["outcome"] == "ok"
+    # Either way the partition moves on.
+    key = DeviceKey()
+    next_challenge, otp = await register(client, key)
+    assert (await client.send(verify(client, next_challenge, key.sign(otp)))).outcome == "ok"
