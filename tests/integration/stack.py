@@ -51,6 +51,8 @@ def worker_settings(bootstrap: str, database: Path, **overrides: Any) -> WorkerS
         "replies_topic": f"{prefix}.replies",
         "topic_partitions": 2,
         "retry_backoff_seconds": 0.2,
+        # A free port: tests may run beside `make run`, whose workers hold 8001 and up.
+        "worker_http_port": 0,
         # A fresh database per test: the worker migrates it as it starts.
         "auto_migrate": True,
     }
