@@ -10,13 +10,34 @@ import logging
 import time
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from api.metrics import COMMAND_PUBLISH_LATENCY
 from schemas.commands import Command, command_key
 from telemetry.tracing import trace_headers
 
 logger = logging.getLogger(__name__)
+
+
+# The idempotent producer's sequence numbers or identity no longer match the broker's: sends
+# abandoned during an outage leave a gap the restarted broker refuses, and aiokafka treats
+# that as final for the producer. Only a new producer (a new producer id) gets past it.
+_OUT_OF_STEP = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+)
+_FIRST_RETRY_SECONDS = 0.5
+_MAX_RETRY_SECONDS = 10.0
 
 
 class CommandNotPublished(Exception):
@@ -34,10 +55,21 @@ class CommandPublisher:
         self._timeout = timeout_seconds
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._replacing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect; raises a Kafka error (or ``OSError``) if the cluster cannot be reached."""
         await self.stop()
+        await self._open()
+
+    async def stop(self) -> None:
+        replacing, self._replacing = self._replacing, None
+        if replacing is not None:
+            replacing.cancel()
+            await asyncio.gather(replacing, return_exceptions=True)
+        await self._close()
+
+    async def _open(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
@@ -48,7 +80,7 @@ class CommandPublisher:
         )
         await self._producer.start()
 
-    async def stop(self) -> None:
+    async def _close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is None:
             return
@@ -87,10 +119,36 @@ class CommandPublisher:
                 command.type,
                 type(exc).__name__,
             )
+            if isinstance(exc, _OUT_OF_STEP):
+                self._replace(producer)
             raise CommandNotPublished(type(exc).__name__) from exc
         COMMAND_PUBLISH_LATENCY.labels(command.type, "acknowledged").observe(
             time.perf_counter() - started
         )
+
+    def _replace(self, broken: AIOKafkaProducer) -> None:
+        """Swap ``broken`` for a new producer in the background; until then commands are
+        refused (503) and readiness fails, so callers retry elsewhere."""
+        if self._replacing is None or self._replacing.done():
+            self._replacing = asyncio.create_task(self._reopen(broken), name="producer-reopen")
+
+    async def _reopen(self, broken: AIOKafkaProducer) -> None:
+        if self._producer is not broken:
+            return  # already replaced
+        logger.warning("the command producer is out of step with Kafka; starting a new one")
+        await self._close()
+        delay = _FIRST_RETRY_SECONDS
+        while True:
+            try:
+                await self._open()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await self._close()
+                logger.warning("a new command producer failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_SECONDS)
+            else:
+                logger.info("a new command producer is running")
+                return
 
     async def reachable(self, timeout_seconds: float) -> bool:
         """Whether a Kafka broker answers a metadata request now (the readiness probe)."""

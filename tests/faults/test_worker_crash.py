@@ -1,0 +1,137 @@
+"""Reliability under faults: a worker killed mid-load.
+
+Real processes on a real broker and a real database (SQLite, then PostgreSQL): API replicas
+(``python -m api``) and worker processes (``python -m worker``). A load shaped like a bank's
+app runs through the API while workers are killed and restarted. Afterwards
+everything is counted (see :func:`tests.faults.load.check_invariants`): every request got a
+terminal answer, the store agrees with the answers and with the events topic, no attempt is
+counted twice, nothing is verified that should not be, and no event id carries two contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.faults.load import (
+    AppClient,
+    Fleet,
+    LoadDriver,
+    OtpBook,
+    Report,
+    TopicRecord,
+    check_invariants,
+    longest_stall,
+    read_store,
+    read_topic,
+    start_stack,
+    wait_for_group,
+    wait_until_drained,
+)
+from tests.integration.http_stack import Tokens
+from tests.integration.stack import worker_settings
+from worker.settings import WorkerSettings
+
+pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
+
+PARTITIONS = 6
+# Short enough that a partition stalled by a dead worker answers 503 verification_pending
+# (which the load retries), long enough that a healthy but busy machine rarely does.
+REPLY_WAIT_SECONDS = 3.0
+# Requests in flight at once, as many customers' apps at the same moment.
+CONCURRENCY = 24
+APIS = 2
+
+
+def _settings(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> WorkerSettings:
+    return worker_settings(
+        kafka_bootstrap,
+        tmp_path / "store.db",
+        database_url=database_url,
+        topic_partitions=PARTITIONS,
+    )
+
+
+async def _collect(
+    settings: WorkerSettings, database_url: str, driver: LoadDriver, fleet: Fleet
+) -> tuple[Report, list[TopicRecord], str]:
+    """Once every command is committed (so every event is on the topic), count. Also how many
+    commands were published and how many times workers took one up (the difference is what
+    was processed again after a kill or a rebalance), for the summary."""
+    bootstrap = settings.kafka_bootstrap_servers
+    await wait_until_drained(bootstrap, settings.consumer_group, settings.commands_topic)
+    events = await read_topic(bootstrap, settings.events_topic)
+    otps = await read_topic(bootstrap, settings.otp_deliveries_topic)
+    commands = len(await read_topic(bootstrap, settings.commands_topic))
+    store = await read_store(database_url)
+    report = check_invariants(driver.calls, driver.devices, store, events, otps)
+    received = fleet.count_in_logs("worker-", '"message": "Received"')
+    return report, events, f"commands={commands} taken_up={received}"
+
+
+async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, database_url, tmp_path)
+    tokens = Tokens(tmp_path / "keys")
+    group = settings.consumer_group
+    per_process = settings.consumers_per_process
+    kills: list[int] = []  # when each SIGKILL was sent, in ms since the epoch
+    started = time.monotonic()
+    with Fleet(tmp_path) as fleet:
+        urls = await start_stack(
+            fleet, settings, tokens, apis=APIS, workers=2, reply_wait_seconds=REPLY_WAIT_SECONDS
+        )
+        ready = time.monotonic()
+        async with (
+            OtpBook.reading(kafka_bootstrap, settings.otp_deliveries_topic) as otp_book,
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            driver = LoadDriver(
+                AppClient(http, urls, tokens.headers()), otp_book, concurrency=CONCURRENCY, seed=7
+            )
+
+            async def crash_twice() -> None:
+                # Each worker once, mid-load; a supervisor restarts it at once. The next kill
+                # waits for the group that replaced the dead member (its session expired).
+                for victim, after in (("worker-0", 400), ("worker-1", 1100)):
+                    await driver.reached(after)
+                    members = await wait_for_group(kafka_bootstrap, group, 2 * per_process)
+                    kills.append(time.time_ns() // 1_000_000)
+                    fleet.kill(victim)
+                    fleet.restart(victim)
+                    await wait_for_group(
+                        kafka_bootstrap,
+                        group,
+                        2 * per_process,
+                        known=members,
+                        newcomers=per_process,
+                    )
+                # Keep the load going on the recovered group, not only through the faults.
+                driver.finish_after(200)
+
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(driver.run(min_requests=2000, wait_for_finish=True))
+                tasks.create_task(crash_twice())
+            loaded = time.monotonic()
+
+        report, events, commands = await _collect(settings, database_url, driver, fleet)
+    stalls = [longest_stall(events, at) for at in kills]
+    recovery = ", ".join("?" if s is None else f"{s:.1f}s" for s in stalls)
+    print(
+        f"\nworker crash [{database_url.split(':')[0]}]: kills={len(kills)} "
+        f"{report.summary()} {commands} recovery_after_kill=[{recovery}] "
+        f"took={time.monotonic() - started:.0f}s (start {ready - started:.0f}s, "
+        f"load {loaded - ready:.0f}s, count {time.monotonic() - loaded:.0f}s)"
+    )
+    assert len(kills) == 2
+    assert report.requests >= 2000
+    assert report.violations == [], "\n".join(report.violations[:50])
+    assert (report.lost, report.double_counted, report.wrongly_verified) == (0, 0, 0)
+    # The killed workers really did work before and after: their logs show commands.
+    for victim in ("worker-0", "worker-1"):
+        assert "Received" in fleet.logs(victim)
