@@ -36,7 +36,7 @@ from telemetry.logs import log_context
 from telemetry.tracing import context_from_headers, tracer
 from worker.binding import BindingService, Clock, utc_now
 from worker.database import create_engine, prepare_database
-from worker.dead_letters import DeadLetters
+from worker.dead_letters import DeadLetters, TooManyDeadLetters
 from worker.lag import LagMonitor
 from worker.metrics import COMMAND_DURATION, COMMAND_TO_EVENT, COMMANDS
 from worker.outbox import KafkaOutbox
@@ -135,7 +135,13 @@ class Worker:
             command = COMMAND_ADAPTER.validate_json(body)
         except ValidationError as error:
             COMMANDS.labels("unparseable", "dead_lettered").inc()
-            await self.dead_letters.send(message.raw_message, reason=_describe(error))
+            try:
+                await self.dead_letters.send(message.raw_message, reason=_describe(error))
+            except TooManyDeadLetters:
+                # Halted on purpose (see worker/dead_letters.py); the pause keeps the halted
+                # worker from spinning on the same command until someone steps in.
+                await asyncio.sleep(self.settings.retry_backoff_seconds)
+                raise
             return
         self.dead_letters.reset()
         started = time.perf_counter()
