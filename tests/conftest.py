@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     with local_kafka.running_kafka(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield str(bootstrap)
+
+
+@pytest.fixture
+async def own_broker(tmp_path: Path) -> AsyncIterator[local_kafka.LocalKafka]:
+    """A broker of the test's own, to be stopped and restarted (an outage) without touching
+    the session's broker that other tests share."""
+    broker = local_kafka.LocalKafka(tmp_path / "kafka")
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
 
 
 @pytest.fixture(scope="session")

@@ -353,17 +353,6 @@ class Load:
                 await asyncio.sleep(float(flow.parked.retry_after or 1))
 
 
-@pytest.fixture
-async def own_broker(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """A broker of this test's own, stopped and restarted without touching the others."""
-    broker = LocalKafka(tmp_path / "kafka")
-    await asyncio.to_thread(broker.start)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
-
-
 @pytest.mark.slow
 async def test_kafka_outage_under_load_answers_503_recovers_and_loses_nothing(
     own_broker: LocalKafka, tmp_path: Path

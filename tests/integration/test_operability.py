@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,17 +84,6 @@ async def publish_commands(settings: WorkerSettings, commands: list[VerifySignat
         await producer.flush()
     finally:
         await producer.stop()
-
-
-@pytest.fixture
-async def own_broker(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """A broker of this test's own, to be stopped and restarted without touching the others."""
-    broker = LocalKafka(tmp_path / "kafka")
-    await asyncio.to_thread(broker.start)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 @pytest.mark.slow
