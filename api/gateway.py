@@ -24,7 +24,7 @@ from api.replies import RepliesStopped, ReplyListener
 from api.settings import Settings
 from schemas.commands import Command
 from schemas.replies import Reply
-from telemetry.logs import log_context
+from telemetry.logs import command_log_fields, log_context
 from telemetry.tracing import tracer
 
 logger = logging.getLogger(__name__)
@@ -114,9 +114,8 @@ class KafkaGateway:
     async def send(self, command: Command) -> Reply:
         if not self.ready:
             raise ServiceUnavailable(self._retry_after)
-        subject = getattr(command, "challenge_id", None) or getattr(command, "device_id", None)
         with (
-            log_context(command_id=str(command.command_id), challenge_id=_text(subject)),
+            log_context(**command_log_fields(command)),
             tracer().start_as_current_span(f"send {command.type}", kind=SpanKind.PRODUCER),
             self._replies.expect(command.command_id) as reply,
         ):
@@ -163,7 +162,3 @@ class KafkaGateway:
                 logger.info("connected to Kafka as %s", self._instance_id)
                 self._connected.set()
                 return
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)

@@ -31,8 +31,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from schemas.commands import COMMAND_ADAPTER, Command
-from telemetry.logs import log_context
+from schemas.commands import COMMAND_ADAPTER
+from telemetry.logs import command_log_fields, log_context
 from telemetry.tracing import context_from_headers, tracer
 from worker.binding import BindingService, Clock, utc_now
 from worker.database import create_engine, prepare_database
@@ -146,7 +146,7 @@ class Worker:
         self.dead_letters.reset()
         started = time.perf_counter()
         with (
-            log_context(command_id=str(command.command_id), challenge_id=_subject(command)),
+            log_context(**command_log_fields(command)),
             # The trace begun by the API request continues here (traceparent header).
             tracer().start_as_current_span(
                 f"handle {command.type}",
@@ -229,8 +229,3 @@ def _refused_data(error: DBAPIError) -> bool:
     Everything else (connections, locks, serialisation) may pass on a retry."""
     code = _sqlstate(error)
     return code is not None and code.startswith("22")
-
-
-def _subject(command: Command) -> str | None:
-    subject = getattr(command, "challenge_id", None) or getattr(command, "device_id", None)
-    return None if subject is None else str(subject)
