@@ -87,6 +87,7 @@ class Worker:
             Store(self.engine),
             outbox,
             challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
+            otp_delivery_lease=timedelta(seconds=settings.otp_delivery_lease_seconds),
             clock=clock,
         )
         self.dead_letters = DeadLetters(

@@ -7,7 +7,9 @@ decides twice. An invalid signature is a normal outcome with its event, not an e
 """
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,9 +47,17 @@ from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 from worker.verify import verify_digest
 
+logger = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
 # An event to publish: its Kafka key and its CloudEvent JSON.
 Event = tuple[str, str]
+
+# How long a worker delivering a challenge's OTP holds it before another may take it for
+# lost and send a new one (see BindingService._take_over_otp_delivery). Longer than a
+# delivery takes under load, shorter than a crashed worker's partitions take to move on.
+DEFAULT_OTP_DELIVERY_LEASE = timedelta(seconds=10)
+_LEASE_POLL_SECONDS = 0.05
 
 # How often a decision is taken again when the challenge changed under it before giving up
 # (the command is then retried as a transient failure).
@@ -110,11 +120,13 @@ class BindingService:
         outbox: Outbox,
         *,
         challenge_ttl: timedelta,
+        otp_delivery_lease: timedelta = DEFAULT_OTP_DELIVERY_LEASE,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._ttl = challenge_ttl
+        self._lease = otp_delivery_lease
         self._clock = clock
 
     async def handle(self, command: Command) -> None:
@@ -141,10 +153,11 @@ class BindingService:
             if not _registers_as(replayed.device, command):
                 await self._reject(command, Reason.IDEMPOTENCY_KEY_REUSED)
                 return
-            await self._announce_registration(command, replayed, otp=None)
+            await self._announce_registration(command, replayed, delivery=None)
             return
         now = self._clock()
         otp = new_otp()
+        claim = uuid.uuid4().hex
         body = command.registration
         device = DeviceRow(
             id=str(command.device_id),
@@ -166,6 +179,9 @@ class BindingService:
             status=ChallengeStatus.PENDING.value,
             otp_digest=otp_digest(otp),
             otp_delivered=False,
+            # This worker delivers the OTP; the lease keeps another from replacing it.
+            otp_delivery_claim=claim,
+            otp_delivery_claimed_at=now,
             failed_attempts=0,
             created_at=now,
             expires_at=now + self._ttl,
@@ -181,40 +197,92 @@ class BindingService:
             await self._reject(command, Reason.DEVICE_LIMIT_REACHED)
             return
         await self._announce_registration(
-            command, Binding(challenge=challenge, device=device), otp=otp
+            command, Binding(challenge=challenge, device=device), delivery=(otp, claim)
         )
 
     async def _announce_registration(
-        self, command: RegisterDevice, binding: Binding, *, otp: str | None
+        self, command: RegisterDevice, binding: Binding, *, delivery: tuple[str, str] | None
     ) -> None:
+        """Deliver the OTP if it is ours to deliver, then announce. ``delivery`` is the OTP and
+        the lease of a challenge just stored; None for a replay, which takes the delivery
+        over only if it never happened and nobody else is doing it."""
         challenge = binding.challenge
         if (
-            otp is None
+            delivery is None
             and challenge.status == ChallengeStatus.PENDING
             and not challenge.otp_delivered
         ):
-            # Stored, but the OTP never reached Kafka before a crash: it is lost with the
-            # worker's memory, so the challenge gets a fresh one.
-            otp = new_otp()
-            if not await self._store.replace_undelivered_otp(challenge.id, otp_digest(otp)):
-                otp = None
-        if otp is not None:
-            await self._outbox.deliver_otp(
-                OtpDelivery(
-                    challenge_id=uuid.UUID(challenge.id),
-                    person_id=binding.device.person_id,
-                    otp=otp,
-                    language=command.registration.language,
-                    expires_at=challenge.expires_at,
+            delivery = await self._take_over_otp_delivery(challenge.id)
+        if delivery is not None:
+            otp, claim = delivery
+            try:
+                await self._outbox.deliver_otp(
+                    OtpDelivery(
+                        challenge_id=uuid.UUID(challenge.id),
+                        person_id=binding.device.person_id,
+                        otp=otp,
+                        language=command.registration.language,
+                        expires_at=challenge.expires_at,
+                    )
                 )
-            )
-            await self._store.mark_otp_delivered(challenge.id)
+            except Exception:
+                # Not delivered (as far as this worker knows): the retry need not wait out
+                # the lease. Best effort; an expired lease ends it too.
+                with contextlib.suppress(Exception):
+                    await self._store.release_otp_claim(challenge.id, claim)
+                raise
+            if not await self._store.mark_otp_delivered(challenge.id, claim):
+                # This worker stalled past its lease and another one delivered a new OTP:
+                # the person has two, and only the later one is valid.
+                logger.warning("OTP delivery of challenge %s was taken over", challenge.id)
         created = events.challenge_created(binding, request_id=binding.device.created_by_request)
         await self._ok(
             command,
             views.device_registered(binding),
             event=(challenge.id, created.model_dump_json()),
         )
+
+    async def _take_over_otp_delivery(self, challenge_id: str) -> tuple[str, str] | None:
+        """A fresh OTP and lease for a stored challenge whose OTP never reached Kafka, or
+        None when it did (or the challenge left pending).
+
+        The OTP lives only in the memory of the worker that drew it. When its delivery is
+        not recorded, either that worker is still at it (the command moved to this worker in
+        a rebalance) or it died first. While its lease is fresh this waits for it; replacing
+        the OTP would send the person a second one and void the first. Once the lease has
+        expired the OTP is taken for lost and replaced.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lease.total_seconds()
+        waited = False
+        while True:
+            binding = await self._store.find_binding(challenge_id)
+            if binding is None:
+                raise StoreContention(f"challenge {challenge_id} vanished")
+            challenge = binding.challenge
+            if challenge.status != ChallengeStatus.PENDING or challenge.otp_delivered:
+                return None
+            now = self._clock()
+            claimed_at = challenge.otp_delivery_claimed_at
+            if claimed_at is None or now - claimed_at >= self._lease:
+                otp, claim = new_otp(), uuid.uuid4().hex
+                if await self._store.claim_otp_delivery(
+                    challenge_id,
+                    digest=otp_digest(otp),
+                    claim=claim,
+                    now=now,
+                    previous_claim=challenge.otp_delivery_claim,
+                ):
+                    return otp, claim
+                continue  # claimed or delivered meanwhile: read again
+            if loop.time() >= deadline:
+                # The lease holder neither finished nor let its lease lapse (by this worker's
+                # clock): retry the command later as a transient failure.
+                raise StoreContention(f"OTP of challenge {challenge_id} is being delivered")
+            if not waited:
+                waited = True
+                logger.info("waiting for another worker's OTP delivery of %s", challenge_id)
+            await asyncio.sleep(_LEASE_POLL_SECONDS)
 
     # Verification
 

@@ -34,6 +34,11 @@ class WorkerSettings(BaseSettings):
     provision_topics: bool = True
 
     challenge_ttl_seconds: int = Field(default=300, ge=1, le=MAX_CHALLENGE_TTL_SECONDS)
+    # How long the worker that stored a challenge holds the delivery of its OTP. A worker
+    # given the same command meanwhile (a rebalance) waits for it rather than sending a
+    # second OTP; after it, the OTP is taken for lost with its crashed worker and replaced.
+    # Keep it above a delivery's time under load and near the group's session timeout.
+    otp_delivery_lease_seconds: float = Field(default=10.0, gt=0, le=MAX_CHALLENGE_TTL_SECONDS)
     # After this many dead-lettered commands in a row the worker stops instead of
     # dead-lettering everything (a bad deploy of a producer, say).
     max_consecutive_dead_letters: int = Field(default=100, ge=1)

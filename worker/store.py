@@ -55,21 +55,53 @@ class Store:
             session.add(challenge)
         return True
 
-    async def replace_undelivered_otp(self, challenge_id: str, digest: bytes) -> bool:
-        """Give a pending challenge whose OTP never left the worker a new one."""
+    async def claim_otp_delivery(
+        self,
+        challenge_id: str,
+        *,
+        digest: bytes,
+        claim: str,
+        now: datetime,
+        previous_claim: str | None,
+    ) -> bool:
+        """Take over the delivery of a pending challenge's OTP that never left a worker: a
+        new OTP (its digest) and a new lease, provided nobody delivered or claimed it since
+        the caller read ``previous_claim``."""
+        previous = (
+            ChallengeRow.otp_delivery_claim.is_(None)
+            if previous_claim is None
+            else ChallengeRow.otp_delivery_claim == previous_claim
+        )
         return await self._update(
             update(ChallengeRow)
             .where(
                 ChallengeRow.id == challenge_id,
                 ChallengeRow.status == ChallengeStatus.PENDING,
                 ChallengeRow.otp_delivered.is_(False),
+                previous,
             )
-            .values(otp_digest=digest)
+            .values(otp_digest=digest, otp_delivery_claim=claim, otp_delivery_claimed_at=now)
         )
 
-    async def mark_otp_delivered(self, challenge_id: str) -> None:
+    async def mark_otp_delivered(self, challenge_id: str, claim: str) -> bool:
+        """Record the delivery under ``claim``; False when another worker took the lease over
+        meanwhile (the OTP just sent was then replaced, and the other one counts)."""
+        return await self._update(
+            update(ChallengeRow)
+            .where(ChallengeRow.id == challenge_id, ChallengeRow.otp_delivery_claim == claim)
+            .values(otp_delivered=True)
+        )
+
+    async def release_otp_claim(self, challenge_id: str, claim: str) -> None:
+        """End a lease early: its delivery failed, so a retry need not wait for it to expire."""
         await self._update(
-            update(ChallengeRow).where(ChallengeRow.id == challenge_id).values(otp_delivered=True)
+            update(ChallengeRow)
+            .where(
+                ChallengeRow.id == challenge_id,
+                ChallengeRow.otp_delivery_claim == claim,
+                ChallengeRow.otp_delivered.is_(False),
+            )
+            .values(otp_delivery_claimed_at=None)
         )
 
     # Verification

@@ -75,6 +75,11 @@ class ChallengeRow(Base):
     # pending. Never the OTP itself.
     otp_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     otp_delivered: Mapped[bool] = mapped_column(default=False)
+    # Who is delivering the OTP, and since when: a lease. A worker that finds the challenge
+    # stored but not delivered (its command redelivered after a rebalance or a crash) waits
+    # while the lease is fresh instead of sending a second OTP that would void the first.
+    otp_delivery_claim: Mapped[str | None] = mapped_column(String(32))
+    otp_delivery_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,8 +1,8 @@
-"""Reliability under faults: a worker killed mid-load.
+"""Reliability under faults: a worker killed mid-load, and partitions moving under load.
 
 Real processes on a real broker and a real database (SQLite, then PostgreSQL): API replicas
 (``python -m api``) and worker processes (``python -m worker``). A load shaped like a bank's
-app runs through the API while workers are killed and restarted. Afterwards
+app runs through the API while workers are killed, restarted, added and stopped. Afterwards
 everything is counted (see :func:`tests.faults.load.check_invariants`): every request got a
 terminal answer, the store agrees with the answers and with the events topic, no attempt is
 counted twice, nothing is verified that should not be, and no event id carries two contents.
@@ -33,7 +33,7 @@ from tests.faults.load import (
     wait_until_drained,
 )
 from tests.integration.http_stack import Tokens
-from tests.integration.stack import worker_settings
+from tests.integration.stack import worker_environment, worker_settings
 from worker.settings import WorkerSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
@@ -135,3 +135,74 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     # The killed workers really did work before and after: their logs show commands.
     for victim in ("worker-0", "worker-1"):
         assert "Received" in fleet.logs(victim)
+
+
+async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, database_url, tmp_path)
+    tokens = Tokens(tmp_path / "keys")
+    group = settings.consumer_group
+    # Two consumers per process on six partitions: two processes hold four members, a third
+    # makes six (one partition each), so the newcomer is sure to take partitions and the one
+    # that leaves is sure to hand some over.
+    per_process = 2
+    extra = {"CONSUMERS_PER_PROCESS": str(per_process)}
+    started = time.monotonic()
+    joined_at = left_at = 0
+    with Fleet(tmp_path) as fleet:
+        urls = await start_stack(
+            fleet,
+            settings,
+            tokens,
+            apis=2,
+            workers=2,
+            reply_wait_seconds=REPLY_WAIT_SECONDS,
+            worker_env=extra,
+        )
+        async with (
+            OtpBook.reading(kafka_bootstrap, settings.otp_deliveries_topic) as otp_book,
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            driver = LoadDriver(
+                AppClient(http, urls, tokens.headers()), otp_book, concurrency=CONCURRENCY, seed=11
+            )
+
+            async def move_partitions() -> None:
+                nonlocal joined_at, left_at
+                await driver.reached(100)
+                members = await wait_for_group(kafka_bootstrap, group, 2 * per_process)
+                fleet.start("worker-2", ["-m", "worker"], {**worker_environment(settings), **extra})
+                members = await wait_for_group(
+                    kafka_bootstrap, group, 3 * per_process, known=members, newcomers=per_process
+                )
+                joined_at = driver.answered
+                await driver.reached(joined_at + 100)
+                # SIGTERM: the worker drains (hands back what it has not begun, finishes what
+                # it has) and leaves the group; its partitions move to the other two.
+                assert fleet.terminate("worker-0") == 0
+                await wait_for_group(kafka_bootstrap, group, 2 * per_process)
+                left_at = driver.answered
+                driver.finish_after(100)
+
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(driver.run(min_requests=500, wait_for_finish=True))
+                tasks.create_task(move_partitions())
+
+        report, _, commands = await _collect(settings, database_url, driver, fleet)
+        # Registrations that moved while their first worker was delivering the OTP.
+        lease_waits = fleet.count_in_logs("worker-", "waiting for another worker's OTP")
+    print(
+        f"\nrebalance [{database_url.split(':')[0]}]: joined after {joined_at} answers, "
+        f"left after {left_at} answers; {report.summary()} {commands} "
+        f"otp_lease_waits={lease_waits} "
+        f"took={time.monotonic() - started:.0f}s"
+    )
+    assert report.requests >= 500
+    assert report.violations == [], "\n".join(report.violations[:50])
+    assert (report.lost, report.double_counted, report.wrongly_verified) == (0, 0, 0)
+    # One OTP per challenge: no registration was processed twice into a second OTP.
+    assert report.several_otps == {}, f"challenges with several OTPs: {report.several_otps}"
+    # The partitions did move: the newcomer processed commands, the leaver had before.
+    assert "Received" in fleet.logs("worker-2")
+    assert "Received" in fleet.logs("worker-0")
