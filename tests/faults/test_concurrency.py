@@ -102,9 +102,11 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     # Probes on a free port: other workers may be running on this host.
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", worker_http_port=0)
+    settings = worker_settings(
+        kafka_bootstrap, tmp_path / "store.db", database_url=database_url, worker_http_port=0
+    )
     tokens = Tokens(tmp_path / "keys")
     # Fifty commands for one challenge are decided one after another (one partition, in
     # order): give the last of them time on a loaded machine rather than a 503.

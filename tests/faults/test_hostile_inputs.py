@@ -166,11 +166,16 @@ class Stack:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str, module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     directory = tmp_path_factory.mktemp("hostile")
     # Probes on a free port: other workers may be running on this host.
-    settings = worker_settings(kafka_bootstrap, directory / "store.db", worker_http_port=0)
+    settings = worker_settings(
+        kafka_bootstrap,
+        directory / "store.db",
+        database_url=module_database_url,
+        worker_http_port=0,
+    )
     tokens = Tokens(directory / "keys")
     async with running_worker(settings), api_client(api_settings(settings, tokens)) as http:
         readers = [

@@ -355,10 +355,13 @@ class Load:
 
 @pytest.mark.slow
 async def test_kafka_outage_under_load_answers_503_recovers_and_loses_nothing(
-    own_broker: LocalKafka, tmp_path: Path
+    own_broker: LocalKafka, database_url: str, tmp_path: Path
 ) -> None:
     settings = worker_settings(
-        own_broker.bootstrap_servers, tmp_path / "store.db", worker_http_port=0
+        own_broker.bootstrap_servers,
+        tmp_path / "store.db",
+        database_url=database_url,
+        worker_http_port=0,
     )
     tokens = Tokens(tmp_path / "keys")
     api = api_settings(
@@ -760,9 +763,14 @@ def valid_verify(challenge_id: uuid.UUID, signature: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_poison_interleaved_with_work_is_dead_lettered_once_and_the_work_done(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=PARTITIONS)
+    settings = worker_settings(
+        kafka_bootstrap,
+        tmp_path / "store.db",
+        database_url=database_url,
+        topic_partitions=PARTITIONS,
+    )
     assert settings.max_consecutive_dead_letters > RUN_CAP * PARTITIONS
     rng = random.Random(20240611)  # the same interleaving on every run
     devices_per_partition = 60
@@ -925,9 +933,11 @@ async def test_poison_interleaved_with_work_is_dead_lettered_once_and_the_work_d
 
 
 async def test_one_poison_command_past_the_limit_stops_dead_lettering(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=1)
+    settings = worker_settings(
+        kafka_bootstrap, tmp_path / "store.db", database_url=database_url, topic_partitions=1
+    )
     limit = settings.max_consecutive_dead_letters
     payloads = [f"poison in a row #{n}".encode() for n in range(limit + 1)]
     after = valid_verify(uuid.uuid4(), "3045022100" + "ab" * 32 + "0220" + "cd" * 32)

@@ -93,9 +93,9 @@ async def _otp(settings: WorkerSettings, challenge_id: str) -> str:
 
 
 @pytest.fixture
-async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     clock = ManualClock()
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db")
+    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
     tokens = Tokens(tmp_path / "keys")
     async with (
         running_worker(settings, clock=clock),
@@ -339,9 +339,9 @@ def _sha256(data: bytes) -> bytes:
 
 
 async def test_timed_out_request_is_retried_to_its_real_outcome(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db")
+    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
     tokens = Tokens(tmp_path / "keys")
     key = DeviceKey()
     async with running_worker(settings), api_client(api_settings(settings, tokens)) as http:
@@ -372,9 +372,9 @@ async def test_timed_out_request_is_retried_to_its_real_outcome(
 
 
 async def test_registration_retried_with_its_idempotency_key_is_the_same(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db")
+    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
     tokens = Tokens(tmp_path / "keys")
     key = DeviceKey()
     body = {"person_id": "person-retry", "key_type": "ecdsa-p256", "key": key.public_hex}
