@@ -3,12 +3,16 @@
 Delivery (SPEC §6), chosen explicitly rather than left to FastStream's default (which
 commits on receipt, at-most-once):
 
-- ``AckPolicy.NACK_ON_ERROR``: a command's offset is committed only after its handler
-  returned, that is after its outcome is stored and every event and reply it announced was
+- Commands come in batches (whatever has arrived, up to ``BATCH_MAX_RECORDS``), handled in
+  their order. Runs of signature attempts are decided together in one transaction (see
+  ``BindingService.verify_all``); other commands one by one.
+- ``AckPolicy.NACK_ON_ERROR``: a batch's offsets are committed only after its handler
+  returned, that is after every outcome is stored and every event and reply announced was
   acknowledged by Kafka (``acks=all``, idempotent producer).
-- A transient failure (database, Kafka, contention) leaves the offset uncommitted and seeks
-  back, after a pause, so the same command is processed again; the store makes that safe.
-- A command that cannot be parsed is dead-lettered and committed; the worker goes on.
+- A transient failure (database, Kafka, contention) leaves the batch uncommitted and seeks
+  back, after a pause, so the same commands are processed again; stored decisions make that
+  safe (a command already decided announces the same outcome again).
+- A command that cannot be parsed is dead-lettered; the worker goes on.
 
 Shutdown (SIGTERM) drains before it closes: new deliveries are handed back uncommitted (the
 group gives them to another worker), commands in progress finish and commit, and only then
@@ -19,9 +23,11 @@ commands finishing after it could no longer commit and would be done twice elsew
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -31,7 +37,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from schemas.commands import COMMAND_ADAPTER
+from schemas.commands import COMMAND_ADAPTER, Command, VerifySignature
 from telemetry.logs import command_log_fields, log_context
 from telemetry.tracing import context_from_headers, tracer
 from worker.binding import BindingService, Clock, utc_now
@@ -48,11 +54,13 @@ from worker.topics import provision_topics
 logger = logging.getLogger(__name__)
 
 _DRAINING_PAUSE_SECONDS = 0.2
+_T = TypeVar("_T")
 
 
-async def _raw_body(message: StreamMessage[ConsumerRecord[bytes, bytes]]) -> bytes:
-    # Parsing is ours (see on_command): a malformed body must reach the DLQ, not an error log.
-    return message.body
+async def _no_body(message: StreamMessage[tuple[ConsumerRecord[bytes, bytes], ...]]) -> None:
+    # Parsing is ours, from the raw records (see on_batch): a malformed body must reach the
+    # DLQ, not an error log.
+    return None
 
 
 def _describe(error: ValidationError) -> str:
@@ -77,8 +85,8 @@ class Worker:
             client_id="device-binding-worker",
             logger=logger,
         )
-        outbox = KafkaOutbox(
-            self.broker,
+        self.outbox = outbox = KafkaOutbox(
+            settings.kafka_bootstrap_servers,
             events_topic=settings.events_topic,
             otp_topic=settings.otp_deliveries_topic,
             replies_topic=settings.replies_topic,
@@ -106,16 +114,23 @@ class Worker:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.broker.subscriber(
-            settings.commands_topic,
-            group_id=settings.consumer_group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            max_workers=settings.consumers_per_process,
-            decoder=_raw_body,
-        )(self.on_command)
+        for _ in range(settings.consumers_per_process):
+            self.broker.subscriber(
+                settings.commands_topic,
+                group_id=settings.consumer_group,
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                batch=True,
+                max_records=settings.batch_max_records,
+                # What has arrived is handled at once; this is only how long an idle consumer
+                # waits for more before it asks again.
+                batch_timeout_ms=settings.batch_wait_ms,
+                fetch_max_wait_ms=settings.batch_wait_ms,
+                decoder=_no_body,
+            )(self.on_batch)
 
-    async def on_command(self, body: bytes, message: KafkaMessage) -> None:
+    async def on_batch(self, body: None, message: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
         if self._draining:
             # Shutting down: hand it back uncommitted; the group gives it to another worker.
             # The pause keeps the consumer from spinning on it until it leaves the group.
@@ -125,58 +140,119 @@ class Worker:
         self._in_flight += 1
         self._idle.clear()
         try:
-            await self._process(body, message)
+            handled = await self._process(records)
+            if handled < len(records):
+                # A command failed (and paused): commit what was handled before it, and begin
+                # the next batch with it. Handing the whole batch back instead would do the
+                # handled commands again, dead-lettering poison twice.
+                _rewind(message, records[handled:])
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _process(self, body: bytes, message: KafkaMessage) -> None:
+    async def _process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+        """The batch in order: runs of attempts together, every other command alone. Returns
+        how many records, from the first, are handled; fewer than all when one failed."""
+        handled = 0
+        run: list[tuple[VerifySignature, ConsumerRecord[bytes, bytes]]] = []
         try:
-            command = COMMAND_ADAPTER.validate_json(body)
+            for record in records:
+                command = self._parse(record)
+                if isinstance(command, VerifySignature):
+                    run.append((command, record))
+                    continue
+                # What comes before is handled first, so that `handled` is a true prefix.
+                handled += await self._handle_attempts(run)
+                run = []
+                if isinstance(command, ValidationError):
+                    await self._dead_letter(record, command)
+                else:
+                    self.dead_letters.reset()
+                    await self._handle([(command, record)], self.service.handle, command)
+                handled += 1
+            handled += await self._handle_attempts(run)
+        except Exception:
+            # Logged and paused where it happened; the records from here on are redone.
+            return handled
+        return handled
+
+    def _parse(self, record: ConsumerRecord[bytes, bytes]) -> Command | ValidationError:
+        try:
+            return COMMAND_ADAPTER.validate_json(record.value or b"")
         except ValidationError as error:
-            COMMANDS.labels("unparseable", "dead_lettered").inc()
-            try:
-                await self.dead_letters.send(message.raw_message, reason=_describe(error))
-            except TooManyDeadLetters:
-                # Halted on purpose (see worker/dead_letters.py); the pause keeps the halted
-                # worker from spinning on the same command until someone steps in.
-                await asyncio.sleep(self.settings.retry_backoff_seconds)
-                raise
-            return
-        self.dead_letters.reset()
+            return error
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: ValidationError
+    ) -> None:
+        COMMANDS.labels("unparseable", "dead_lettered").inc()
+        try:
+            await self.dead_letters.send(record, reason=_describe(error))
+        except TooManyDeadLetters:
+            # Halted on purpose (see worker/dead_letters.py); the pause keeps the halted
+            # worker from spinning on the same command until someone steps in.
+            logger.exception("halted before command at offset %d", record.offset)
+            await asyncio.sleep(self.settings.retry_backoff_seconds)
+            raise
+
+    async def _handle_attempts(
+        self, run: list[tuple[VerifySignature, ConsumerRecord[bytes, bytes]]]
+    ) -> int:
+        if run:
+            self.dead_letters.reset()
+            await self._handle(run, self.service.verify_all, [command for command, _ in run])
+        return len(run)
+
+    async def _handle(
+        self,
+        items: Sequence[tuple[Command, ConsumerRecord[bytes, bytes]]],
+        handler: Callable[[_T], Awaitable[None]],
+        argument: _T,
+    ) -> None:
+        """Run ``handler(argument)`` for the commands of ``items``, with their logs, trace and
+        metrics; a failure is retried (raised), or dead-lettered if it never can pass."""
         started = time.perf_counter()
+        first, record = items[0]
         with (
-            log_context(**command_log_fields(command)),
-            # The trace begun by the API request continues here (traceparent header).
+            log_context(**command_log_fields(first)),
+            # The trace begun by the API request continues here (traceparent header); a
+            # batch continues its first command's.
             tracer().start_as_current_span(
-                f"handle {command.type}",
-                context=context_from_headers(message.headers),
+                f"handle {first.type}" + (f" and {len(items) - 1} more" if len(items) > 1 else ""),
+                context=context_from_headers(_headers(record)),
                 kind=SpanKind.CONSUMER,
             ),
         ):
             try:
-                await self.service.handle(command)
+                await handler(argument)
             except Exception as error:
-                if isinstance(error, DBAPIError) and _refused_data(error):
+                if isinstance(error, DBAPIError) and _refused_data(error) and len(items) == 1:
                     # The database refuses this command's values for good (too long, not
                     # representable): a retry would block its partition for ever. The DLQ
                     # keeps it for a human; nothing of it was stored.
-                    COMMANDS.labels(command.type, "dead_lettered").inc()
+                    COMMANDS.labels(first.type, "dead_lettered").inc()
                     reason = f"the store refused its data (SQLSTATE {_sqlstate(error)})"
-                    await self.dead_letters.send(message.raw_message, reason=reason)
+                    await self.dead_letters.send(record, reason=reason)
                     return
-                COMMANDS.labels(command.type, "failed").inc()
+                if isinstance(error, DBAPIError) and _refused_data(error):
+                    # One of several refused: each alone finds out which.
+                    for command, one in items:
+                        await self._handle([(command, one)], self.service.handle, command)
+                    return
+                for command, _ in items:
+                    COMMANDS.labels(command.type, "failed").inc()
                 # Stored decisions make a retry safe; pausing keeps a database or broker
-                # outage from turning into a hot loop. Raising leaves the offset uncommitted.
-                logger.exception("command %s failed; retrying", command.command_id)
+                # outage from turning into a hot loop. Raising leaves the batch uncommitted.
+                logger.exception("command %s failed; retrying", first.command_id)
                 await asyncio.sleep(self.settings.retry_backoff_seconds)
                 raise
-        COMMANDS.labels(command.type, "handled").inc()
-        COMMAND_DURATION.labels(command.type).observe(time.perf_counter() - started)
-        COMMAND_TO_EVENT.labels(command.type).observe(
-            (datetime.now(UTC) - command.issued_at).total_seconds()
-        )
+        elapsed = time.perf_counter() - started
+        now = datetime.now(UTC)
+        for command, _ in items:
+            COMMANDS.labels(command.type, "handled").inc()
+            COMMAND_DURATION.labels(command.type).observe(elapsed / len(items))
+            COMMAND_TO_EVENT.labels(command.type).observe((now - command.issued_at).total_seconds())
 
     async def ready(self) -> str | None:
         """None when this worker can take work now, else what is missing (the probe's reason)."""
@@ -197,6 +273,7 @@ class Worker:
         await prepare_database(self.engine, migrate=self.settings.auto_migrate)
         if self.settings.provision_topics:
             await provision_topics(self.settings)
+        await self.outbox.start()
         await self.broker.start()
         await self.lag.start()
         await self.probes.start()
@@ -214,9 +291,24 @@ class Worker:
                 self.settings.shutdown_grace_seconds,
             )
         await self.broker.stop()
+        await self.outbox.stop()
         await self.lag.stop()
         await self.probes.stop()
         await self.engine.dispose()
+
+
+def _rewind(message: KafkaMessage, unhandled: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    """Move each partition back to its first record not handled, so that the commit after
+    the handler covers exactly what was handled."""
+    first: dict[TopicPartition, int] = {}
+    for record in unhandled:
+        first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+    for partition, offset in first.items():
+        message.consumer.seek(partition, offset)
+
+
+def _headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {key: value.decode(errors="replace") for key, value in record.headers}
 
 
 def _sqlstate(error: DBAPIError) -> str | None:

@@ -12,9 +12,9 @@ import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
 
 from pydantic import JsonValue
 from sqlalchemy.exc import IntegrityError
@@ -37,13 +37,13 @@ from schemas.reasons import Reason
 from schemas.replies import Reply
 from worker import events, views
 from worker.errors import (
-    DeviceLimitReached,
     InvalidPublicKey,
     SignatureRejected,
     StoreContention,
 )
+from worker.keys import PublicKeys
 from worker.metrics import VERIFICATION_OUTCOMES
-from worker.store import Binding, Store
+from worker.store import AttemptBatch, Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 from worker.verify import verify_digest
 
@@ -58,10 +58,6 @@ Event = tuple[str, str]
 # delivery takes under load, shorter than a crashed worker's partitions take to move on.
 DEFAULT_OTP_DELIVERY_LEASE = timedelta(seconds=10)
 _LEASE_POLL_SECONDS = 0.05
-
-# How often a decision is taken again when the challenge changed under it before giving up
-# (the command is then retried as a transient failure).
-_MAX_DECISION_ROUNDS = 5
 
 _TERMINAL_REASON = {
     ChallengeStatus.VERIFIED: Reason.CHALLENGE_ALREADY_VERIFIED,
@@ -113,6 +109,46 @@ def _registers_as(device: DeviceRow, command: RegisterDevice) -> bool:
     )
 
 
+class _Decision(TypedDict):
+    """How one decided attempt is announced (the arguments of ``BindingService._send``)."""
+
+    event: Event
+    outcome: Literal["ok", "rejected"]
+    reason: Reason | None
+    attempts_remaining: int | None
+
+
+def _approval(event: Event) -> _Decision:
+    return _Decision(event=event, outcome="ok", reason=None, attempts_remaining=None)
+
+
+def _rejection(reason: Reason, event: Event) -> _Decision:
+    return _Decision(event=event, outcome="rejected", reason=reason, attempts_remaining=None)
+
+
+def _invalid_signature(remaining: int, event: Event) -> _Decision:
+    """An invalid signature, with the attempts that remain."""
+    return _Decision(
+        event=event,
+        outcome="rejected",
+        reason=Reason.INVALID_SIGNATURE,
+        attempts_remaining=remaining,
+    )
+
+
+def _attempt_row(
+    command: VerifySignature, event_json: str, number: int, now: datetime, outcome: str
+) -> AttemptRow:
+    return AttemptRow(
+        challenge_id=str(command.challenge_id),
+        signature=command.signature,
+        outcome=outcome,
+        number=number,
+        event_json=event_json,
+        decided_at=now,
+    )
+
+
 class BindingService:
     def __init__(
         self,
@@ -128,6 +164,7 @@ class BindingService:
         self._ttl = challenge_ttl
         self._lease = otp_delivery_lease
         self._clock = clock
+        self._keys = PublicKeys()
 
     async def handle(self, command: Command) -> None:
         match command:
@@ -287,48 +324,58 @@ class BindingService:
     # Verification
 
     async def verify(self, command: VerifySignature) -> None:
-        for _ in range(_MAX_DECISION_ROUNDS):
-            if await self._decide_attempt(command):
-                return
-        raise StoreContention("challenge kept changing while deciding an attempt")
+        await self.verify_all([command])
 
-    async def _decide_attempt(self, command: VerifySignature) -> bool:
-        """Decide, store and announce one attempt; False when the challenge changed meanwhile."""
+    async def verify_all(self, commands: Sequence[VerifySignature]) -> None:
+        """Decide a batch of attempts in one transaction, in order, then announce them all.
+
+        Commands of one challenge arrive in order on one partition, and the batch decides
+        them in that order, each seeing what the previous ones stored. Every decision is
+        stored before any is announced; a redelivered batch finds them and announces the
+        same events again.
+        """
+        now = self._clock()
+        async with self._store.attempts(
+            {str(c.challenge_id) for c in commands}, {str(c.command_id) for c in commands}
+        ) as batch:
+            decisions = [self._decide_attempt(batch, command, now) for command in commands]
+        await asyncio.gather(*(self._send(command, **decision) for command, decision in decisions))
+
+    def _decide_attempt(
+        self, batch: AttemptBatch, command: VerifySignature, now: datetime
+    ) -> tuple[VerifySignature, _Decision]:
+        """One attempt, decided on the batch's locked rows, which it changes in place."""
         challenge_id = str(command.challenge_id)
-        binding, prior, refusal = await self._store.find_attempt_context(
-            challenge_id, command.signature, str(command.command_id)
-        )
+        binding = batch.bindings.get(challenge_id)
         if binding is None or not self._owns(command, binding.device):
-            await self._reject_attempt(command, None, Reason.NOT_FOUND)
-            return True
+            return command, self._refuse(batch, command, None, Reason.NOT_FOUND, now)
+        refusal = batch.refusals.get(str(command.command_id))
         if refusal is not None:
             # Redelivered: this command was refused already; that decision stands even if the
             # challenge changed since (a device slot freed, say).
-            await self._reject(
-                command, Reason(refusal.reason), event=(challenge_id, refusal.event_json)
-            )
-            return True
-
+            return command, _rejection(Reason(refusal.reason), (challenge_id, refusal.event_json))
+        prior = batch.attempts.get((challenge_id, command.signature))
         if prior is not None:
-            await self._repeat_attempt(command, binding, prior)
-            return True
+            # The same signature again: the stored outcome, and the original event once more.
+            original = (prior.challenge_id, prior.event_json)
+            if prior.outcome == "verified":
+                return command, _approval(original)
+            remaining = views.attempts_remaining(binding.challenge)
+            return command, _invalid_signature(remaining, original)
 
         challenge = binding.challenge
-        now = self._clock()
         status = views.effective_status(challenge, now)
         if status is ChallengeStatus.EXPIRED and challenge.status == ChallengeStatus.PENDING:
-            await self._store.expire(challenge_id, now)
+            batch.close(challenge, ChallengeStatus.EXPIRED, now)
         if status is not ChallengeStatus.PENDING:
-            await self._reject_attempt(command, binding, _TERMINAL_REASON[status])
-            return True
-        if challenge.otp_digest is None:
-            return False  # left pending between the two reads
+            return command, self._refuse(batch, command, binding, _TERMINAL_REASON[status], now)
+        if challenge.otp_digest is None:  # a pending challenge always has one
+            raise StoreContention(f"pending challenge {challenge_id} without an OTP")
 
-        seen_failures = challenge.failed_attempts
-        number = seen_failures + 1
+        number = challenge.failed_attempts + 1
         try:
             verify_digest(
-                public_key=bytes.fromhex(binding.device.public_key),
+                public_key=self._keys.load(binding.device.public_key),
                 digest=challenge.otp_digest,
                 signature_hex=command.signature,
             )
@@ -344,84 +391,61 @@ class BindingService:
                 attempts_remaining=remaining,
                 decided_at=now,
             )
-            attempt = self._attempt_row(command, event.model_dump_json(), number, now, "rejected")
-            if not await self._store.record_failed(
-                binding, attempt, seen_failures=seen_failures, max_failures=MAX_FAILED_ATTEMPTS
-            ):
-                return False
-            await self._rejected(command, remaining, event=(challenge_id, attempt.event_json))
-            return True
+            attempt = _attempt_row(command, event.model_dump_json(), number, now, "rejected")
+            batch.add_attempt(attempt)
+            batch.count_failure(challenge, number)
+            if number >= MAX_FAILED_ATTEMPTS:
+                batch.close(challenge, ChallengeStatus.LOCKED, now)
+            return command, _invalid_signature(remaining, (challenge_id, attempt.event_json))
 
+        if batch.bound_devices_of(binding.device) >= MAX_BOUND_DEVICES_PER_PERSON:
+            # The challenge stays pending: once another device is unbound, it can bind.
+            return command, self._refuse(batch, command, binding, Reason.DEVICE_LIMIT_REACHED, now)
         event = events.signature_attempt(
             command,
             binding,
             reason=None,
             attempt=number,
-            attempts_remaining=MAX_FAILED_ATTEMPTS - seen_failures,
+            attempts_remaining=MAX_FAILED_ATTEMPTS - challenge.failed_attempts,
             decided_at=now,
         )
-        attempt = self._attempt_row(command, event.model_dump_json(), number, now, "verified")
-        try:
-            if not await self._store.record_verified(binding, attempt, seen_failures=seen_failures):
-                return False
-        except DeviceLimitReached:
-            # The challenge stays pending: once another device is unbound, it can bind.
-            await self._reject_attempt(command, binding, Reason.DEVICE_LIMIT_REACHED)
-            return True
-        await self._ok(command, None, event=(challenge_id, attempt.event_json))
-        return True
+        attempt = _attempt_row(command, event.model_dump_json(), number, now, "verified")
+        batch.add_attempt(attempt)
+        batch.close(challenge, ChallengeStatus.VERIFIED, now)
+        batch.bind(binding.device, now)
+        return command, _approval((challenge_id, attempt.event_json))
 
-    async def _repeat_attempt(
-        self, command: VerifySignature, binding: Binding, prior: AttemptRow
-    ) -> None:
-        """The same signature again: the stored outcome, and the original event once more."""
-        original = (prior.challenge_id, prior.event_json)
-        if prior.outcome == "verified":
-            await self._ok(command, None, event=original)
-        else:
-            remaining = views.attempts_remaining(binding.challenge)
-            await self._rejected(command, remaining, event=original)
-
-    async def _reject_attempt(
-        self, command: VerifySignature, binding: Binding | None, reason: Reason
-    ) -> None:
+    @staticmethod
+    def _refuse(
+        batch: AttemptBatch,
+        command: VerifySignature,
+        binding: Binding | None,
+        reason: Reason,
+        now: datetime,
+    ) -> _Decision:
         """A refusal that counts no attempt (unknown, expired, locked, already verified, device
-        limit). Stored, so that a redelivery publishes this very event again."""
-        remaining = views.attempts_remaining(binding.challenge) if binding else None
-        now = self._clock()
-        event = events.signature_attempt(
-            command,
-            binding,
-            reason=reason,
-            attempt=None,
-            attempts_remaining=remaining,
-            decided_at=now,
-        )
-        refusal = await self._store.remember_refusal(
-            RefusalRow(
+        limit). Stored, so that a redelivery publishes this very event again; a refusal
+        stored for the command before stands instead."""
+        refusal = batch.refusals.get(str(command.command_id))
+        if refusal is None:
+            remaining = views.attempts_remaining(binding.challenge) if binding else None
+            event = events.signature_attempt(
+                command,
+                binding,
+                reason=reason,
+                attempt=None,
+                attempts_remaining=remaining,
+                decided_at=now,
+            )
+            refusal = RefusalRow(
                 command_id=str(command.command_id),
                 challenge_id=str(command.challenge_id),
                 reason=reason,
                 event_json=event.model_dump_json(),
                 decided_at=now,
             )
-        )
-        await self._reject(
-            command, Reason(refusal.reason), event=(refusal.challenge_id, refusal.event_json)
-        )
-
-    @staticmethod
-    def _attempt_row(
-        command: VerifySignature, event_json: str, number: int, now: datetime, outcome: str
-    ) -> AttemptRow:
-        return AttemptRow(
-            challenge_id=str(command.challenge_id),
-            signature=command.signature,
-            outcome=outcome,
-            number=number,
-            event_json=event_json,
-            decided_at=now,
-        )
+            batch.add_refusal(refusal)
+        return _rejection(Reason(refusal.reason), (refusal.challenge_id, refusal.event_json))
 
     # Devices and reads
 
@@ -484,16 +508,6 @@ class BindingService:
         self, command: CommandHeader, reason: Reason, *, event: Event | None = None
     ) -> None:
         await self._send(command, event, outcome="rejected", reason=reason)
-
-    async def _rejected(self, command: CommandHeader, remaining: int, *, event: Event) -> None:
-        """An invalid signature, with the attempts that remain."""
-        await self._send(
-            command,
-            event,
-            outcome="rejected",
-            reason=Reason.INVALID_SIGNATURE,
-            attempts_remaining=remaining,
-        )
 
     async def _send(
         self,

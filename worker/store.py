@@ -1,25 +1,32 @@
-"""The challenge/device store. Every state change is a conditional update guarded in SQL.
+"""The challenge/device store.
 
 Commands for one challenge arrive in order on one partition, but a rebalance can hand the
 same command to two workers for a moment, and several worker processes share the database.
-So no method trusts what its caller read before: each transition names the state it expects
-in its ``WHERE`` clause and reports whether it happened. The caller re-reads and decides
-again when it did not. A unique constraint on (challenge, signature) makes counting an
-attempt twice impossible.
+Two ways keep them apart:
+
+- Registrations, unbinding and the OTP lease: each transition names the state it expects in
+  its ``WHERE`` clause and reports whether it happened; the caller re-reads and decides again
+  when it did not.
+- Signature attempts, the hot path, are decided a batch at a time (:meth:`Store.attempts`):
+  one transaction reads every challenge of the batch with its device, attempts and refusals
+  under a write lock (SQLite's ``BEGIN IMMEDIATE``; on PostgreSQL the rows ``FOR UPDATE`` and
+  each person's advisory lock), the caller decides on those rows in memory, and the changes
+  are written by the same transaction. One round of statements per batch instead of several
+  per command. A unique constraint on (challenge, signature) still makes counting an attempt
+  twice impossible.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Update, func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, Update, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
-from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus
-from worker.errors import DeviceLimitReached
-from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
+from schemas.devices import DeviceStatus
+from worker.tables import AttemptRow, Base, ChallengeRow, DeviceRow, RefusalRow
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,116 @@ class Binding:
 
     challenge: ChallengeRow
     device: DeviceRow
+
+
+@dataclass
+class AttemptBatch:
+    """What a batch of attempts reads, and what it changes, inside one locked transaction.
+
+    The rows are detached copies: change them only through the methods, which both update
+    the copy (later commands of the batch see it) and note the change to be written.
+    """
+
+    bindings: dict[str, Binding]  # by challenge id
+    attempts: dict[tuple[str, str], AttemptRow]  # by (challenge id, signature)
+    refusals: dict[str, RefusalRow]  # by command id
+    bound: dict[tuple[str, str], int]  # bound devices by (client id, person id)
+    new_attempts: list[AttemptRow] = field(default_factory=list)
+    new_refusals: list[RefusalRow] = field(default_factory=list)
+    changed_challenges: dict[str, ChallengeRow] = field(default_factory=dict)
+    bound_devices: dict[str, DeviceRow] = field(default_factory=dict)
+
+    def add_attempt(self, attempt: AttemptRow) -> None:
+        self.attempts[(attempt.challenge_id, attempt.signature)] = attempt
+        self.new_attempts.append(attempt)
+
+    def add_refusal(self, refusal: RefusalRow) -> None:
+        self.refusals[refusal.command_id] = refusal
+        self.new_refusals.append(refusal)
+
+    def count_failure(self, challenge: ChallengeRow, failures: int) -> None:
+        challenge.failed_attempts = failures
+        self.changed_challenges[challenge.id] = challenge
+
+    def close(self, challenge: ChallengeRow, status: ChallengeStatus, now: datetime) -> None:
+        """Leave pending for good: the OTP's digest is dropped with it."""
+        challenge.status = status
+        challenge.otp_digest = None
+        challenge.decided_at = now
+        self.changed_challenges[challenge.id] = challenge
+
+    def bound_devices_of(self, device: DeviceRow) -> int:
+        return self.bound.get((device.client_id, device.person_id), 0)
+
+    def bind(self, device: DeviceRow, now: datetime) -> None:
+        device.status = DeviceStatus.BOUND
+        device.bound_at = now
+        owner = (device.client_id, device.person_id)
+        self.bound[owner] = self.bound.get(owner, 0) + 1
+        self.bound_devices[device.id] = device
+
+
+# The batch's writes: one statement each, executed for all its rows at once.
+_CHALLENGES = Base.metadata.tables[ChallengeRow.__tablename__]
+_DEVICES = Base.metadata.tables[DeviceRow.__tablename__]
+_UPDATE_CHALLENGE = (
+    update(_CHALLENGES)
+    .where(_CHALLENGES.c.id == bindparam("challenge_id"))
+    .values(
+        status=bindparam("status"),
+        otp_digest=bindparam("otp_digest"),
+        failed_attempts=bindparam("failed_attempts"),
+        decided_at=bindparam("decided_at"),
+    )
+)
+_BIND_DEVICE = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("device_id"))
+    .values(status=bindparam("status"), bound_at=bindparam("bound_at"))
+)
+
+
+def _columns(row: AttemptRow | RefusalRow) -> dict[str, object]:
+    """The row's values by column, leaving out a key the database numbers itself."""
+    values = {column.key: getattr(row, column.key) for column in row.__table__.columns}
+    return {
+        key: value
+        for key, value in values.items()
+        if not (value is None and row.__table__.columns[key].primary_key)
+    }
+
+
+async def _write(session: AsyncSession, batch: AttemptBatch) -> None:
+    if batch.changed_challenges:
+        await session.execute(
+            _UPDATE_CHALLENGE,
+            [
+                {
+                    "challenge_id": c.id,
+                    "status": c.status,
+                    "otp_digest": c.otp_digest,
+                    "failed_attempts": c.failed_attempts,
+                    "decided_at": c.decided_at,
+                }
+                for c in batch.changed_challenges.values()
+            ],
+        )
+    if batch.bound_devices:
+        await session.execute(
+            _BIND_DEVICE,
+            [
+                {"device_id": d.id, "status": d.status, "bound_at": d.bound_at}
+                for d in batch.bound_devices.values()
+            ],
+        )
+    for table, rows in (
+        (AttemptRow.__tablename__, batch.new_attempts),
+        (RefusalRow.__tablename__, batch.new_refusals),
+    ):
+        if rows:
+            await session.execute(
+                insert(Base.metadata.tables[table]), [_columns(row) for row in rows]
+            )
 
 
 class Store:
@@ -109,139 +226,62 @@ class Store:
     async def find_binding(self, challenge_id: str) -> Binding | None:
         return await self._binding_where(ChallengeRow.id == challenge_id)
 
-    async def find_attempt_context(
-        self, challenge_id: str, signature: str, command_id: str
-    ) -> tuple[Binding | None, AttemptRow | None, RefusalRow | None]:
-        """The challenge with its device, this signature's earlier attempt if any, and this
-        command's refusal if it was refused before (a redelivery).
+    @asynccontextmanager
+    async def attempts(
+        self, challenge_ids: Collection[str], command_ids: Collection[str]
+    ) -> AsyncIterator["AttemptBatch"]:
+        """One transaction deciding a batch of signature attempts.
 
-        One query: this read is on the path of every signature submitted.
+        Yields what the batch reads, locked against every other writer until the
+        transaction ends; the caller changes those rows and adds attempts and refusals
+        through the batch, and leaving the block writes it all at once (or nothing, if the
+        block raises).
         """
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ChallengeRow, DeviceRow, AttemptRow, RefusalRow)
-                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
-                    .outerjoin(
-                        AttemptRow,
-                        (AttemptRow.challenge_id == ChallengeRow.id)
-                        & (AttemptRow.signature == signature),
-                    )
-                    .outerjoin(RefusalRow, RefusalRow.command_id == command_id)
-                    .where(ChallengeRow.id == challenge_id)
-                )
-            ).first()
-        if row is None:
-            return None, None, None
-        return Binding(challenge=row[0], device=row[1]), row[2], row[3]
-
-    async def remember_refusal(self, refusal: RefusalRow) -> RefusalRow:
-        """Store ``refusal`` unless its command was refused before; the refusal that stands.
-
-        The first decision wins, so every delivery of one command publishes the same event:
-        same id, same content (times and counts included).
-        """
-        try:
-            async with self._sessions() as session, session.begin():
-                session.add(refusal)
-        except IntegrityError:
-            async with self._sessions() as session:
-                stored = await session.get(RefusalRow, refusal.command_id)
-            if stored is None:
-                raise
-            return stored
-        return refusal
-
-    async def expire(self, challenge_id: str, now: datetime) -> bool:
-        return await self._update(
-            update(ChallengeRow)
-            .where(
-                ChallengeRow.id == challenge_id,
-                ChallengeRow.status == ChallengeStatus.PENDING,
-                ChallengeRow.expires_at <= now,
+        async with self._sessions() as session, session.begin():
+            query = (
+                select(ChallengeRow, DeviceRow)
+                .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
+                .where(ChallengeRow.id.in_(sorted(challenge_ids)))
+                .order_by(ChallengeRow.id)  # one locking order for every worker
             )
-            .values(status=ChallengeStatus.EXPIRED, otp_digest=None, decided_at=now)
-        )
-
-    async def record_verified(
-        self,
-        binding: Binding,
-        attempt: AttemptRow,
-        *,
-        seen_failures: int,
-        max_bound: int = MAX_BOUND_DEVICES_PER_PERSON,
-    ) -> bool:
-        """Verify the challenge, bind its device and store the attempt, all or nothing.
-
-        Happens only if the challenge is still pending, unexpired and has not failed again
-        since it was read; False otherwise, or if this signature was recorded meanwhile.
-        Raises :class:`DeviceLimitReached`, changing nothing, if the person already has
-        ``max_bound`` bound devices (pending devices do not count until they bind).
-        """
-        now = attempt.decided_at
-        device = binding.device
-        try:
-            async with self._sessions() as session, session.begin():
-                if self._dialect == "postgresql":
-                    # Two of a person's challenges may bind at once on different partitions;
-                    # one at a time, or both could see four bound devices and become six.
+            if self._dialect == "postgresql":
+                # SQLite's BEGIN IMMEDIATE locks the whole database already.
+                query = query.with_for_update()
+            bindings = {
+                challenge.id: Binding(challenge=challenge, device=device)
+                for challenge, device in await session.execute(query)
+            }
+            people = sorted({(b.device.client_id, b.device.person_id) for b in bindings.values()})
+            if self._dialect == "postgresql":
+                # A person's challenges may bind on different partitions at once: one at a
+                # time, or two could each see four bound devices and make six. Sorted, so
+                # that two batches never wait for each other in a circle.
+                for client_id, person_id in people:
                     await session.execute(
                         text("SELECT pg_advisory_xact_lock(hashtextextended(:person, 0))"),
-                        {"person": f"{device.client_id}/{device.person_id}"},
+                        {"person": f"{client_id}/{person_id}"},
                     )
-                if await _bound_devices(session, device.client_id, device.person_id) >= max_bound:
-                    raise DeviceLimitReached(f"person already has {max_bound} bound devices")
-                await _update_one(
-                    session,
-                    update(ChallengeRow)
-                    .where(
-                        ChallengeRow.id == binding.challenge.id,
-                        ChallengeRow.status == ChallengeStatus.PENDING,
-                        ChallengeRow.failed_attempts == seen_failures,
-                        ChallengeRow.expires_at > now,
+            batch = AttemptBatch(
+                bindings=bindings,
+                attempts={
+                    (attempt.challenge_id, attempt.signature): attempt
+                    for attempt in await session.scalars(
+                        select(AttemptRow).where(AttemptRow.challenge_id.in_(list(bindings)))
                     )
-                    .values(status=ChallengeStatus.VERIFIED, otp_digest=None, decided_at=now),
-                )
-                # Unbound since it was read: nothing to bind, the caller decides again.
-                await _update_one(
-                    session,
-                    update(DeviceRow)
-                    .where(
-                        DeviceRow.id == binding.device.id, DeviceRow.status == DeviceStatus.PENDING
+                },
+                refusals={
+                    refusal.command_id: refusal
+                    for refusal in await session.scalars(
+                        select(RefusalRow).where(RefusalRow.command_id.in_(list(command_ids)))
                     )
-                    .values(status=DeviceStatus.BOUND, bound_at=now),
-                )
-                session.add(attempt)
-        except (_Stale, IntegrityError):
-            return False
-        return True
-
-    async def record_failed(
-        self, binding: Binding, attempt: AttemptRow, *, seen_failures: int, max_failures: int
-    ) -> bool:
-        """Count one failed attempt, locking the challenge at ``max_failures``."""
-        now = attempt.decided_at
-        failures = seen_failures + 1
-        locked = failures >= max_failures
-        values: dict[str, object] = {"failed_attempts": failures}
-        if locked:
-            values |= {"status": ChallengeStatus.LOCKED, "otp_digest": None, "decided_at": now}
-        try:
-            async with self._sessions() as session, session.begin():
-                await _update_one(
-                    session,
-                    update(ChallengeRow)
-                    .where(
-                        ChallengeRow.id == binding.challenge.id,
-                        ChallengeRow.status == ChallengeStatus.PENDING,
-                        ChallengeRow.failed_attempts == seen_failures,
-                    )
-                    .values(**values),
-                )
-                session.add(attempt)
-        except (_Stale, IntegrityError):
-            return False
-        return True
+                },
+                bound=await _bound_devices_of(session, people),
+            )
+            # Detached: the batch writes its changes itself, all rows of a kind in one
+            # statement, rather than the session's one UPDATE per changed object.
+            session.expunge_all()
+            yield batch
+            await _write(session, batch)
 
     # Devices
 
@@ -312,6 +352,24 @@ async def _update_one(session: AsyncSession, statement: Update) -> None:
     result = await session.execute(statement)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise _Stale
+
+
+async def _bound_devices_of(
+    session: AsyncSession, people: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Bound devices per (client, person), for the people given (absent: none)."""
+    if not people:
+        return {}
+    rows = await session.execute(
+        select(DeviceRow.client_id, DeviceRow.person_id, func.count())
+        .where(
+            DeviceRow.person_id.in_(sorted({person for _, person in people})),
+            DeviceRow.status == DeviceStatus.BOUND,
+        )
+        .group_by(DeviceRow.client_id, DeviceRow.person_id)
+    )
+    wanted = set(people)
+    return {(c, p): n for c, p, n in rows if (c, p) in wanted}
 
 
 async def _bound_devices(session: AsyncSession, client_id: str, person_id: str) -> int:

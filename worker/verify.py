@@ -182,10 +182,11 @@ def _decode_signature_hex(signature_hex: str) -> bytes:
         raise _rejected("signature is longer than 144 hex characters")
     if signature_hex[:2] in ("0x", "0X"):
         raise _rejected("signature has a 0x prefix")
-    # bytes.fromhex would skip whitespace silently, so it is refused before decoding.
-    if any(char.isspace() for char in signature_hex):
-        raise _rejected("signature contains whitespace")
     if _HEX.fullmatch(signature_hex) is None:
+        # bytes.fromhex would skip whitespace silently, so it is refused before decoding;
+        # looked for only here, since hex holds none (this runs for every signature).
+        if any(char.isspace() for char in signature_hex):
+            raise _rejected("signature contains whitespace")
         raise _rejected("signature is not hex")
     if len(signature_hex) % 2:
         raise _rejected("signature hex has an odd length")

@@ -1,14 +1,17 @@
-"""The store's guarded transitions under real concurrency, on SQLite and on PostgreSQL.
+"""Signature attempts decided under real concurrency, on SQLite and on PostgreSQL.
 
-Several workers may decide attempts on one challenge at once (a rebalance hands a command to
-two of them; every worker process shares the database), each from what it read before. Of
-those that read the same state, exactly one transition may happen.
+Several workers may decide attempts on one challenge at once (a rebalance hands commands to
+two of them; every worker process shares the database), and several of a person's
+challenges may bind at once on different partitions. Each batch of attempts decides under
+the store's locks, so whatever the interleaving, the counts add up: one binding per
+challenge, never more than five failures, never more bound devices than the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,22 +23,44 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
+from schemas.commands import VerifySignature
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus, KeyPurpose
+from schemas.otp import OtpDelivery
+from schemas.replies import Reply
 from tests.integration.stack import DeviceKey
 from tests.postgres import fresh_database
-from worker.binding import otp_digest
+from worker.binding import BindingService, otp_digest
 from worker.database import create_engine, prepare_database, upgrade
-from worker.errors import DeviceLimitReached
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 
 RACERS = 20
+OTP = "123456"
+
+
+class RecordingOutbox:
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+
+    async def publish_event(self, key: str, event_json: str) -> None:
+        pass
+
+    async def deliver_otp(self, delivery: OtpDelivery) -> None:
+        pass
+
+    async def reply(self, reply: Reply) -> None:
+        self.replies.append(reply)
 
 
 @dataclass
 class Db:
     engine: AsyncEngine
     store: Store
+    outbox: RecordingOutbox
+
+    def worker(self) -> BindingService:
+        """A worker of its own on the shared store, as another process would be."""
+        return BindingService(self.store, self.outbox, challenge_ttl=timedelta(minutes=5))
 
     async def attempts(self, challenge_id: str) -> list[AttemptRow]:
         async with AsyncSession(self.engine) as session:
@@ -48,27 +73,38 @@ class Db:
         async with self.engine.connect() as connection:
             return int(await connection.scalar(select(func.count()).select_from(AttemptRow)) or 0)
 
+    async def binding(self, challenge_id: str) -> Binding:
+        binding = await self.store.find_binding(challenge_id)
+        assert binding is not None
+        return binding
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(r.reason or r.outcome for r in self.outbox.replies)
+
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Db]:
     engine = create_engine(database_url)
     await upgrade(engine)
     try:
-        yield Db(engine, Store(engine))
+        yield Db(engine, Store(engine), RecordingOutbox())
     finally:
         await engine.dispose()
 
 
-async def registered(store: Store, now: datetime) -> Binding:
-    """A pending device and its challenge, stored as ``BindingService.register`` does."""
+async def registered(store: Store, person_id: str = "person-1") -> tuple[Binding, DeviceKey]:
+    """A pending device and its challenge for OTP, stored as ``BindingService.register``
+    does, with the device's key."""
+    now = datetime.now(UTC)
+    key = DeviceKey()
     device = DeviceRow(
         id=str(uuid.uuid4()),
         key_id=str(uuid.uuid4()),
         client_id="bank-1",
-        person_id="person-1",
+        person_id=person_id,
         name=None,
         key_purpose=KeyPurpose.UNRESTRICTED.value,
-        public_key=DeviceKey().public_hex,
+        public_key=key.public_hex,
         status=DeviceStatus.PENDING.value,
         device_data=None,
         created_at=now,
@@ -79,8 +115,8 @@ async def registered(store: Store, now: datetime) -> Binding:
         id=str(uuid.uuid4()),
         device_id=device.id,
         status=ChallengeStatus.PENDING.value,
-        otp_digest=otp_digest("123456"),
-        otp_delivered=False,
+        otp_digest=otp_digest(OTP),
+        otp_delivered=True,
         failed_attempts=0,
         created_at=now,
         expires_at=now + timedelta(seconds=300),
@@ -88,140 +124,106 @@ async def registered(store: Store, now: datetime) -> Binding:
     assert await store.register(device, challenge, max_bound=MAX_BOUND_DEVICES_PER_PERSON)
     binding = await store.find_binding(challenge.id)
     assert binding is not None
-    return binding
+    return binding, key
 
 
-def attempt(binding: Binding, signature: str, now: datetime, outcome: str) -> AttemptRow:
-    """An attempt row as ``BindingService._attempt_row`` builds it (the first attempt)."""
-    return AttemptRow(
-        challenge_id=binding.challenge.id,
+def attempt(binding: Binding, signature: str) -> VerifySignature:
+    return VerifySignature(
+        command_id=uuid.uuid4(),
+        request_id="req-1",
+        client_id="bank-1",
+        reply_to="api-1",
+        issued_at=datetime.now(UTC),
+        challenge_id=uuid.UUID(binding.challenge.id),
         signature=signature,
-        outcome=outcome,
-        number=1,
-        event_json=f'{{"signature": "{signature}"}}',
-        decided_at=now,
     )
 
 
-def signatures(count: int) -> list[str]:
-    return [f"{n:02x}" * 72 for n in range(count)]  # 144 hex digits, the longest there is
+def distinct(key: DeviceKey, count: int) -> list[str]:
+    """Distinct valid signatures of the OTP (ECDSA draws a new nonce each time)."""
+    signatures: set[str] = set()
+    while len(signatures) < count:
+        signatures.add(key.sign(OTP))
+    return sorted(signatures)
+
+
+async def race(db: Db, commands: list[VerifySignature]) -> None:
+    """Each command in a batch of its own, all at once, as that many workers would."""
+    await asyncio.gather(*(db.worker().verify_all([command]) for command in commands))
 
 
 async def test_of_concurrent_verifications_exactly_one_binds(db: Db) -> None:
-    now = datetime.now(UTC)
-    binding = await registered(db.store, now)
+    binding, key = await registered(db.store)
 
-    results = await asyncio.gather(
-        *(
-            db.store.record_verified(
-                binding, attempt(binding, signature, now, "verified"), seen_failures=0
-            )
-            for signature in signatures(RACERS)
-        )
-    )
+    await race(db, [attempt(binding, s) for s in distinct(key, RACERS)])
 
-    assert results.count(True) == 1
-    after = await db.store.find_binding(binding.challenge.id)
-    assert after is not None
+    assert db.outcomes() == {"ok": 1, "challenge_already_verified": RACERS - 1}
+    after = await db.binding(binding.challenge.id)
     assert after.challenge.status == ChallengeStatus.VERIFIED
     assert after.challenge.otp_digest is None
-    assert after.challenge.decided_at == now
     assert after.device.status == DeviceStatus.BOUND
-    assert after.device.bound_at == now
+    assert after.device.bound_at == after.challenge.decided_at
     [stored] = await db.attempts(binding.challenge.id)
-    assert stored.signature == signatures(RACERS)[results.index(True)]
     assert stored.outcome == "verified"
 
 
-async def test_of_concurrent_failures_seen_at_the_same_count_exactly_one_counts(db: Db) -> None:
-    now = datetime.now(UTC)
-    binding = await registered(db.store, now)
+async def test_concurrent_failures_are_each_counted_once_up_to_the_lock(db: Db) -> None:
+    binding, _ = await registered(db.store)
+    impostor = DeviceKey()
 
-    results = await asyncio.gather(
-        *(
-            db.store.record_failed(
-                binding,
-                attempt(binding, signature, now, "rejected"),
-                seen_failures=0,
-                max_failures=MAX_FAILED_ATTEMPTS,
-            )
-            for signature in signatures(RACERS // 2)
-        )
-    )
+    await race(db, [attempt(binding, s) for s in distinct(impostor, RACERS // 2)])
 
-    assert results.count(True) == 1
-    after = await db.store.find_binding(binding.challenge.id)
-    assert after is not None
-    assert after.challenge.failed_attempts == 1
-    assert after.challenge.status == ChallengeStatus.PENDING
-    assert after.challenge.otp_digest == otp_digest("123456")
-    assert after.device.status == DeviceStatus.PENDING
-    assert [a.outcome for a in await db.attempts(binding.challenge.id)] == ["rejected"]
+    remaining = sorted(r.attempts_remaining for r in db.outbox.replies if r.attempts_remaining)
+    assert db.outcomes() == {
+        "invalid_signature": MAX_FAILED_ATTEMPTS,
+        "challenge_locked": RACERS // 2 - MAX_FAILED_ATTEMPTS,
+    }
+    # Each failure saw the one before it: 4, 3, 2, 1 attempts left (and 0, not listed).
+    assert remaining == [1, 2, 3, 4]
+    after = await db.binding(binding.challenge.id)
+    assert (after.challenge.status, after.challenge.failed_attempts) == ("locked", 5)
+    assert after.challenge.otp_digest is None
+    stored = await db.attempts(binding.challenge.id)
+    assert sorted(a.number for a in stored) == [1, 2, 3, 4, 5]
 
 
-async def test_a_failure_and_a_verification_racing_cannot_both_happen(db: Db) -> None:
-    now = datetime.now(UTC)
-    binding = await registered(db.store, now)
-    good, bad = signatures(RACERS)[: RACERS // 2], signatures(RACERS)[RACERS // 2 :]
+async def test_failures_and_verifications_racing_add_up(db: Db) -> None:
+    binding, key = await registered(db.store)
+    impostor = DeviceKey()
+    commands = [attempt(binding, s) for s in distinct(key, RACERS // 2)]
+    commands += [attempt(binding, s) for s in distinct(impostor, RACERS // 2)]
 
-    verified, failed = await asyncio.gather(
-        asyncio.gather(
-            *(
-                db.store.record_verified(
-                    binding, attempt(binding, signature, now, "verified"), seen_failures=0
-                )
-                for signature in good
-            )
-        ),
-        asyncio.gather(
-            *(
-                db.store.record_failed(
-                    binding,
-                    attempt(binding, signature, now, "rejected"),
-                    seen_failures=0,
-                    max_failures=MAX_FAILED_ATTEMPTS,
-                )
-                for signature in bad
-            )
-        ),
-    )
+    await race(db, commands)
 
-    assert verified.count(True) + failed.count(True) == 1
-    after = await db.store.find_binding(binding.challenge.id)
-    assert after is not None
-    [stored] = await db.attempts(binding.challenge.id)
-    if True in verified:
-        assert (after.challenge.status, after.challenge.failed_attempts) == ("verified", 0)
-        assert (after.device.status, stored.outcome) == ("bound", "verified")
+    after = await db.binding(binding.challenge.id)
+    stored = await db.attempts(binding.challenge.id)
+    outcomes = db.outcomes()
+    failures = outcomes["invalid_signature"]
+    assert failures == after.challenge.failed_attempts <= MAX_FAILED_ATTEMPTS
+    assert outcomes["ok"] <= 1
+    assert len(stored) == failures + outcomes["ok"]
+    if outcomes["ok"]:
+        assert (after.challenge.status, after.device.status) == ("verified", "bound")
     else:
-        assert (after.challenge.status, after.challenge.failed_attempts) == ("pending", 1)
-        assert (after.device.status, stored.outcome) == ("pending", "rejected")
+        assert (after.challenge.status, after.device.status) == ("locked", "pending")
 
 
 async def test_a_signature_already_counted_is_not_counted_again(db: Db) -> None:
-    now = datetime.now(UTC)
-    binding = await registered(db.store, now)
-    [signature] = signatures(1)
+    binding, _ = await registered(db.store)
+    [signature] = distinct(DeviceKey(), 1)
 
-    first = attempt(binding, signature, now, "rejected")
-    assert await db.store.record_failed(
-        binding, first, seen_failures=0, max_failures=MAX_FAILED_ATTEMPTS
-    )
-    # Another worker, having read the new count but not the attempt, stores it again: the
-    # unique (challenge, signature) constraint undoes its whole transaction, count included.
-    again = attempt(binding, signature, now, "rejected")
-    assert not await db.store.record_failed(
-        binding, again, seen_failures=1, max_failures=MAX_FAILED_ATTEMPTS
-    )
-    assert not await db.store.record_verified(
-        binding, attempt(binding, signature, now, "verified"), seen_failures=1
-    )
+    # The same wrong signature in several commands (a client's retries under new keys),
+    # some in one batch, some racing in batches of their own.
+    await db.worker().verify_all([attempt(binding, signature) for _ in range(3)])
+    await race(db, [attempt(binding, signature) for _ in range(5)])
 
-    after = await db.store.find_binding(binding.challenge.id)
-    assert after is not None
+    after = await db.binding(binding.challenge.id)
     assert (after.challenge.status, after.challenge.failed_attempts) == ("pending", 1)
-    assert after.device.status == DeviceStatus.PENDING
     assert await db.attempt_count() == 1
+    # Every one answered as the first: one failure, four attempts left.
+    assert {(r.reason, r.attempts_remaining) for r in db.outbox.replies} == {
+        ("invalid_signature", 4)
+    }
 
 
 @pytest.mark.postgres
@@ -234,41 +236,46 @@ async def test_workers_starting_together_on_postgres_create_the_tables_once(
         engines = [create_engine(url) for _ in range(4)]
         try:
             await asyncio.gather(*(prepare_database(engine, migrate=True) for engine in engines))
-            assert await registered(Store(engines[0]), datetime.now(UTC))
+            assert await registered(Store(engines[0]))
         finally:
             for engine in engines:
                 await engine.dispose()
 
 
 async def test_two_devices_binding_at_once_cannot_pass_the_limit_together(db: Db) -> None:
-    now = datetime.now(UTC)
     for _ in range(MAX_BOUND_DEVICES_PER_PERSON - 1):
-        bound = await registered(db.store, now)
-        assert await db.store.record_verified(
-            bound, attempt(bound, "aa" * 70, now, "verified"), seen_failures=0
-        )
-    racers = [await registered(db.store, now) for _ in range(8)]
+        bound, key = await registered(db.store)
+        await db.worker().verify_all([attempt(bound, key.sign(OTP))])
+    assert db.outcomes() == {"ok": MAX_BOUND_DEVICES_PER_PERSON - 1}
+    db.outbox.replies.clear()
+    racers = [await registered(db.store) for _ in range(8)]
 
-    outcomes = await asyncio.gather(
-        *(
-            db.store.record_verified(
-                binding, attempt(binding, "bb" * 70, now, "verified"), seen_failures=0
-            )
-            for binding in racers
-        ),
-        return_exceptions=True,
-    )
+    # Half race in batches of their own, half share one batch.
+    commands = [attempt(binding, key.sign(OTP)) for binding, key in racers]
+    await asyncio.gather(race(db, commands[:4]), db.worker().verify_all(commands[4:]))
 
-    assert outcomes.count(True) == 1
-    assert sum(isinstance(o, DeviceLimitReached) for o in outcomes) == len(racers) - 1
-    states = [await db.store.find_binding(b.challenge.id) for b in racers]
-    assert sorted(s.device.status for s in states if s) == ["bound"] + ["pending"] * 7
-    assert sorted(s.challenge.status for s in states if s) == ["pending"] * 7 + ["verified"]
+    assert db.outcomes() == {"ok": 1, "device_limit_reached": 7}
+    states = [await db.binding(b.challenge.id) for b, _ in racers]
+    assert sorted(s.device.status for s in states) == ["bound"] + ["pending"] * 7
+    assert sorted(s.challenge.status for s in states) == ["pending"] * 7 + ["verified"]
+
+
+async def test_a_device_unbound_before_its_attempt_is_not_bound(db: Db) -> None:
+    binding, key = await registered(db.store)
+    now = datetime.now(UTC)
+    assert await db.store.unbind(binding.device.id, command_id="c", request_id="r", now=now)
+
+    await db.worker().verify_all([attempt(binding, key.sign(OTP))])
+
+    assert db.outcomes() == {"not_found": 1}
+    after = await db.binding(binding.challenge.id)
+    assert (after.challenge.status, after.device.status) == ("pending", "unbound")
+    assert await db.attempt_count() == 0
 
 
 async def test_database_errors_do_not_carry_statement_values(db: Db) -> None:
     now = datetime.now(UTC)
-    binding = await registered(db.store, now)
+    binding, _ = await registered(db.store)
     digest = otp_digest("123456")
     duplicate = ChallengeRow(
         id=binding.challenge.id,  # the primary key again: the insert must fail
@@ -288,19 +295,3 @@ async def test_database_errors_do_not_carry_statement_values(db: Db) -> None:
     assert "parameters hidden" in message
     assert digest.hex() not in message
     assert repr(digest)[2:20] not in message
-
-
-async def test_a_device_unbound_after_it_was_read_is_not_bound(db: Db) -> None:
-    now = datetime.now(UTC)
-    binding = await registered(db.store, now)
-    assert await db.store.unbind(binding.device.id, command_id="c", request_id="r", now=now)
-
-    stored = await db.store.record_verified(
-        binding, attempt(binding, "cc" * 70, now, "verified"), seen_failures=0
-    )
-
-    assert not stored
-    after = await db.store.find_binding(binding.challenge.id)
-    assert after is not None
-    assert (after.challenge.status, after.device.status) == ("pending", "unbound")
-    assert await db.attempt_count() == 0
