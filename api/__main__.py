@@ -21,6 +21,9 @@ def main() -> None:
         host=server.api_host,
         port=server.api_port,
         workers=1,
+        # The C parser and libuv's loop: less time per request than h11 and asyncio's loop.
+        loop="uvloop",
+        http="httptools",
         lifespan="on",
         server_header=False,
         log_config=None,  # our JSON lines (configure_logging), not uvicorn's own format

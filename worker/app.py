@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 _DRAINING_PAUSE_SECONDS = 0.2
 _T = TypeVar("_T")
+_FETCH_MAX_WAIT_MS = 100
+_FETCH_MAX_BYTES = 4 * 1024 * 1024
 
 
 async def _no_body(message: StreamMessage[tuple[ConsumerRecord[bytes, bytes], ...]]) -> None:
@@ -91,8 +93,9 @@ class Worker:
             otp_topic=settings.otp_deliveries_topic,
             replies_topic=settings.replies_topic,
         )
+        self.store = Store(self.engine)
         self.service = BindingService(
-            Store(self.engine),
+            self.store,
             outbox,
             challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
             otp_delivery_lease=timedelta(seconds=settings.otp_delivery_lease_seconds),
@@ -125,7 +128,12 @@ class Worker:
                 # What has arrived is handled at once; this is only how long an idle consumer
                 # waits for more before it asks again.
                 batch_timeout_ms=settings.batch_wait_ms,
-                fetch_max_wait_ms=settings.batch_wait_ms,
+                # The broker answers a fetch as soon as a command arrives; this only bounds
+                # how long it holds one while none does, so an idle worker polls it rarely.
+                fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
+                # What a consumer buffers ahead of its handler: aiokafka's 50 MiB default
+                # holds tens of thousands of commands of a backlog in memory for nothing.
+                fetch_max_bytes=_FETCH_MAX_BYTES,
                 decoder=_no_body,
             )(self.on_batch)
 
@@ -294,6 +302,7 @@ class Worker:
         await self.outbox.stop()
         await self.lag.stop()
         await self.probes.stop()
+        await self.store.close()
         await self.engine.dispose()
 
 

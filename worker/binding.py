@@ -335,10 +335,11 @@ class BindingService:
         same events again.
         """
         now = self._clock()
-        async with self._store.attempts(
-            {str(c.challenge_id) for c in commands}, {str(c.command_id) for c in commands}
-        ) as batch:
-            decisions = [self._decide_attempt(batch, command, now) for command in commands]
+        decisions = await self._store.decide_attempts(
+            {str(c.challenge_id) for c in commands},
+            {str(c.command_id) for c in commands},
+            lambda batch: [self._decide_attempt(batch, command, now) for command in commands],
+        )
         await asyncio.gather(*(self._send(command, **decision) for command, decision in decisions))
 
     def _decide_attempt(

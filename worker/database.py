@@ -23,7 +23,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -37,8 +38,22 @@ def create_engine(database_url: str) -> AsyncEngine:
         return create_async_engine(database_url, pool_pre_ping=True, hide_parameters=True)
     # Several worker processes may share one SQLite file: wait for its lock rather than fail.
     engine = create_async_engine(database_url, connect_args={"timeout": 30}, hide_parameters=True)
+    _configure_sqlite(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_blocking_sqlite_engine(engine: AsyncEngine) -> Engine:
+    """The same SQLite file through the plain ``sqlite3`` driver, for work done whole on a
+    thread: aiosqlite crosses threads for every call a statement makes (cursor, execute,
+    fetch), so a transaction of ten statements waits on about forty thread hand-offs."""
+    url = engine.url.set(drivername="sqlite+pysqlite")
+    blocking = create_sync_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+    _configure_sqlite(blocking)
+    return blocking
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
         dbapi_connection.isolation_level = None
@@ -46,13 +61,11 @@ def create_engine(database_url: str) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes can
         # fail at once with SQLITE_BUSY when another process wrote in between.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def _enable_wal(path: str) -> None:

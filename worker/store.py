@@ -7,150 +7,39 @@ Two ways keep them apart:
 - Registrations, unbinding and the OTP lease: each transition names the state it expects in
   its ``WHERE`` clause and reports whether it happened; the caller re-reads and decides again
   when it did not.
-- Signature attempts, the hot path, are decided a batch at a time (:meth:`Store.attempts`):
-  one transaction reads every challenge of the batch with its device, attempts and refusals
-  under a write lock (SQLite's ``BEGIN IMMEDIATE``; on PostgreSQL the rows ``FOR UPDATE`` and
-  each person's advisory lock), the caller decides on those rows in memory, and the changes
-  are written by the same transaction. One round of statements per batch instead of several
-  per command. A unique constraint on (challenge, signature) still makes counting an attempt
-  twice impossible.
+- Signature attempts, the hot path, are decided a batch at a time
+  (:meth:`Store.decide_attempts`, :mod:`worker.attempt_batch`): one transaction reads the
+  batch's rows under a write lock, the caller decides on them in memory, and the changes
+  are written by the same transaction; one round of statements per batch instead of
+  several per command.
 """
 
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Update, bindparam, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
 from schemas.devices import DeviceStatus
-from worker.tables import AttemptRow, Base, ChallengeRow, DeviceRow, RefusalRow
+from worker.attempt_batch import AttemptBatch, Binding, decide_in_transaction
+from worker.database import create_blocking_sqlite_engine
+from worker.tables import ChallengeRow, DeviceRow
 
+__all__ = ["AttemptBatch", "Binding", "Store"]
 
-@dataclass(frozen=True)
-class Binding:
-    """A challenge with the device it would bind."""
-
-    challenge: ChallengeRow
-    device: DeviceRow
-
-
-@dataclass
-class AttemptBatch:
-    """What a batch of attempts reads, and what it changes, inside one locked transaction.
-
-    The rows are detached copies: change them only through the methods, which both update
-    the copy (later commands of the batch see it) and note the change to be written.
-    """
-
-    bindings: dict[str, Binding]  # by challenge id
-    attempts: dict[tuple[str, str], AttemptRow]  # by (challenge id, signature)
-    refusals: dict[str, RefusalRow]  # by command id
-    bound: dict[tuple[str, str], int]  # bound devices by (client id, person id)
-    new_attempts: list[AttemptRow] = field(default_factory=list)
-    new_refusals: list[RefusalRow] = field(default_factory=list)
-    changed_challenges: dict[str, ChallengeRow] = field(default_factory=dict)
-    bound_devices: dict[str, DeviceRow] = field(default_factory=dict)
-
-    def add_attempt(self, attempt: AttemptRow) -> None:
-        self.attempts[(attempt.challenge_id, attempt.signature)] = attempt
-        self.new_attempts.append(attempt)
-
-    def add_refusal(self, refusal: RefusalRow) -> None:
-        self.refusals[refusal.command_id] = refusal
-        self.new_refusals.append(refusal)
-
-    def count_failure(self, challenge: ChallengeRow, failures: int) -> None:
-        challenge.failed_attempts = failures
-        self.changed_challenges[challenge.id] = challenge
-
-    def close(self, challenge: ChallengeRow, status: ChallengeStatus, now: datetime) -> None:
-        """Leave pending for good: the OTP's digest is dropped with it."""
-        challenge.status = status
-        challenge.otp_digest = None
-        challenge.decided_at = now
-        self.changed_challenges[challenge.id] = challenge
-
-    def bound_devices_of(self, device: DeviceRow) -> int:
-        return self.bound.get((device.client_id, device.person_id), 0)
-
-    def bind(self, device: DeviceRow, now: datetime) -> None:
-        device.status = DeviceStatus.BOUND
-        device.bound_at = now
-        owner = (device.client_id, device.person_id)
-        self.bound[owner] = self.bound.get(owner, 0) + 1
-        self.bound_devices[device.id] = device
-
-
-# The batch's writes: one statement each, executed for all its rows at once.
-_CHALLENGES = Base.metadata.tables[ChallengeRow.__tablename__]
-_DEVICES = Base.metadata.tables[DeviceRow.__tablename__]
-_UPDATE_CHALLENGE = (
-    update(_CHALLENGES)
-    .where(_CHALLENGES.c.id == bindparam("challenge_id"))
-    .values(
-        status=bindparam("status"),
-        otp_digest=bindparam("otp_digest"),
-        failed_attempts=bindparam("failed_attempts"),
-        decided_at=bindparam("decided_at"),
-    )
-)
-_BIND_DEVICE = (
-    update(_DEVICES)
-    .where(_DEVICES.c.id == bindparam("device_id"))
-    .values(status=bindparam("status"), bound_at=bindparam("bound_at"))
-)
-
-
-def _columns(row: AttemptRow | RefusalRow) -> dict[str, object]:
-    """The row's values by column, leaving out a key the database numbers itself."""
-    values = {column.key: getattr(row, column.key) for column in row.__table__.columns}
-    return {
-        key: value
-        for key, value in values.items()
-        if not (value is None and row.__table__.columns[key].primary_key)
-    }
-
-
-async def _write(session: AsyncSession, batch: AttemptBatch) -> None:
-    if batch.changed_challenges:
-        await session.execute(
-            _UPDATE_CHALLENGE,
-            [
-                {
-                    "challenge_id": c.id,
-                    "status": c.status,
-                    "otp_digest": c.otp_digest,
-                    "failed_attempts": c.failed_attempts,
-                    "decided_at": c.decided_at,
-                }
-                for c in batch.changed_challenges.values()
-            ],
-        )
-    if batch.bound_devices:
-        await session.execute(
-            _BIND_DEVICE,
-            [
-                {"device_id": d.id, "status": d.status, "bound_at": d.bound_at}
-                for d in batch.bound_devices.values()
-            ],
-        )
-    for table, rows in (
-        (AttemptRow.__tablename__, batch.new_attempts),
-        (RefusalRow.__tablename__, batch.new_refusals),
-    ):
-        if rows:
-            await session.execute(
-                insert(Base.metadata.tables[table]), [_columns(row) for row in rows]
-            )
+T = TypeVar("T")
 
 
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._dialect = engine.dialect.name
+        self._blocking = (
+            create_blocking_sqlite_engine(engine) if engine.dialect.name == "sqlite" else None
+        )
 
     # Registration
 
@@ -226,62 +115,38 @@ class Store:
     async def find_binding(self, challenge_id: str) -> Binding | None:
         return await self._binding_where(ChallengeRow.id == challenge_id)
 
-    @asynccontextmanager
-    async def attempts(
-        self, challenge_ids: Collection[str], command_ids: Collection[str]
-    ) -> AsyncIterator["AttemptBatch"]:
-        """One transaction deciding a batch of signature attempts.
+    async def decide_attempts(
+        self,
+        challenge_ids: Collection[str],
+        command_ids: Collection[str],
+        decide: Callable[[AttemptBatch], T],
+    ) -> T:
+        """Run ``decide`` on a batch of signature attempts in one locked transaction (see
+        :mod:`worker.attempt_batch`) and return what it returns.
 
-        Yields what the batch reads, locked against every other writer until the
-        transaction ends; the caller changes those rows and adds attempts and refusals
-        through the batch, and leaving the block writes it all at once (or nothing, if the
-        block raises).
+        On PostgreSQL the unit of work runs on the event loop through asyncpg; on SQLite on
+        a thread, whole, through the blocking driver (one hand-off instead of one per call).
         """
-        async with self._sessions() as session, session.begin():
-            query = (
-                select(ChallengeRow, DeviceRow)
-                .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
-                .where(ChallengeRow.id.in_(sorted(challenge_ids)))
-                .order_by(ChallengeRow.id)  # one locking order for every worker
-            )
-            if self._dialect == "postgresql":
-                # SQLite's BEGIN IMMEDIATE locks the whole database already.
-                query = query.with_for_update()
-            bindings = {
-                challenge.id: Binding(challenge=challenge, device=device)
-                for challenge, device in await session.execute(query)
-            }
-            people = sorted({(b.device.client_id, b.device.person_id) for b in bindings.values()})
-            if self._dialect == "postgresql":
-                # A person's challenges may bind on different partitions at once: one at a
-                # time, or two could each see four bound devices and make six. Sorted, so
-                # that two batches never wait for each other in a circle.
-                for client_id, person_id in people:
-                    await session.execute(
-                        text("SELECT pg_advisory_xact_lock(hashtextextended(:person, 0))"),
-                        {"person": f"{client_id}/{person_id}"},
-                    )
-            batch = AttemptBatch(
-                bindings=bindings,
-                attempts={
-                    (attempt.challenge_id, attempt.signature): attempt
-                    for attempt in await session.scalars(
-                        select(AttemptRow).where(AttemptRow.challenge_id.in_(list(bindings)))
-                    )
-                },
-                refusals={
-                    refusal.command_id: refusal
-                    for refusal in await session.scalars(
-                        select(RefusalRow).where(RefusalRow.command_id.in_(list(command_ids)))
-                    )
-                },
-                bound=await _bound_devices_of(session, people),
-            )
-            # Detached: the batch writes its changes itself, all rows of a kind in one
-            # statement, rather than the session's one UPDATE per changed object.
-            session.expunge_all()
-            yield batch
-            await _write(session, batch)
+        if self._blocking is None:
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(
+                    decide_in_transaction, challenge_ids, command_ids, decide
+                )
+        return await asyncio.to_thread(self._decide_blocking, challenge_ids, command_ids, decide)
+
+    def _decide_blocking(
+        self,
+        challenge_ids: Collection[str],
+        command_ids: Collection[str],
+        decide: Callable[[AttemptBatch], T],
+    ) -> T:
+        assert self._blocking is not None
+        with self._blocking.begin() as connection:
+            return decide_in_transaction(connection, challenge_ids, command_ids, decide)
+
+    async def close(self) -> None:
+        if self._blocking is not None:
+            self._blocking.dispose()
 
     # Devices
 
@@ -352,24 +217,6 @@ async def _update_one(session: AsyncSession, statement: Update) -> None:
     result = await session.execute(statement)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise _Stale
-
-
-async def _bound_devices_of(
-    session: AsyncSession, people: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], int]:
-    """Bound devices per (client, person), for the people given (absent: none)."""
-    if not people:
-        return {}
-    rows = await session.execute(
-        select(DeviceRow.client_id, DeviceRow.person_id, func.count())
-        .where(
-            DeviceRow.person_id.in_(sorted({person for _, person in people})),
-            DeviceRow.status == DeviceStatus.BOUND,
-        )
-        .group_by(DeviceRow.client_id, DeviceRow.person_id)
-    )
-    wanted = set(people)
-    return {(c, p): n for c, p, n in rows if (c, p) in wanted}
 
 
 async def _bound_devices(session: AsyncSession, client_id: str, person_id: str) -> int:

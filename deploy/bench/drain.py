@@ -1,0 +1,408 @@
+"""``python -m deploy.bench.drain``: how fast ONE worker process drains a backlog of
+verification commands (issue 6's ``worker_drain_per_s``; goal >= 5,000/s).
+
+1. Seeds ``--commands`` (50,000) pending challenges into a fresh SQLite store
+   (:mod:`deploy.bench.seed`) and migrates it.
+2. Produces one ``VerifySignature`` per challenge, with the correct signature of its
+   real OTP digest and ``reply_to`` set as the API sets it, to a fresh commands topic of
+   ``--partitions`` (6, the worker's default) partitions: the whole backlog is there before
+   any worker runs.
+3. Starts one ``python -m worker`` on those topics, its store and a fresh group, and waits
+   until the group has committed every command's offset (which SPEC §6 allows only once
+   the command's outcome is stored and its event published). ``--budget-seconds`` (300)
+   bounds the wait from the first event, so that ``make bench`` ends in its 20 minutes
+   however slow the worker is: a worker at the goal drains 50,000 in 10 s; one that has
+   not finished by then is stopped, and the rate is reported over the commands it did
+   decide, marked partial.
+
+Every command is the full job: read the challenge, verify the signature, store the
+decision (challenge verified, device bound, attempt row), publish the event and the
+reply (acks=all, idempotent producer), commit the offset.
+
+The rate is counted from the first event to the last command's first event, by the
+timestamps the worker's producer gave them, so the worker's start-up (imports, schema
+check, group join) is not in it; the rate from the process's spawn is reported beside it.
+Afterwards every event is read back: each challenge counts once (a command processed again
+after a rebalance publishes its event again), the copies are reported, and any type but
+``signature_verified`` fails the run, since the benchmark would not have measured what it
+claims.
+
+``--profile`` attaches ``py-spy`` (the bench extra) to the worker once it has begun, and
+prints where its threads spent the drain (:mod:`deploy.bench.profiling`). Runs on its own
+Kafka broker under ``var/bench/`` unless ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS``
+names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.bench.processes import Child, Children, run_folder, stop_on_sigterm
+from deploy.bench.profiling import format_profile, parse_collapsed
+from deploy.bench.scrape import scrape
+from deploy.bench.seed import seed, verify_command
+from deploy.bench.stack import migrate, sqlite_url, stack_env
+from deploy.bench.topics import BenchTopics, OffsetWatch, create_topic, produce, read_all
+from deploy.dev import devkeys
+from deploy.kafka import local_kafka
+from deploy.kafka.local_kafka import free_port
+
+VAR = Path(__file__).resolve().parents[2] / "var" / "bench"
+VERIFIED = "mfa.device_binding.signature_verified"
+PROFILE_RATE_HZ = 100
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What the events topic says about a drain (:func:`timeline`)."""
+
+    events: int
+    distinct_ids: int
+    # Challenges with an event: one per command, so the commands decided.
+    decided: int
+    # The first event of the first and of the last challenge decided (epoch seconds).
+    first_s: float
+    last_s: float
+    types: dict[str, int]
+
+
+def timeline(records: Sequence[tuple[int, bytes]]) -> Timeline:
+    """Count events, distinct CloudEvents ids and distinct challenges, and when each
+    challenge first got its event (``(timestamp ms, CloudEvent JSON)`` records).
+
+    A command redelivered after a rebalance republishes its event (SPEC §5 allows it, with
+    the same id), so the topic may hold more events than commands: the rate counts each
+    challenge once, by its first event, and the copies are reported beside it.
+    """
+    first_by_subject: dict[str, int] = {}
+    ids: set[str] = set()
+    types: Counter[str] = Counter()
+    for stamp, value in records:
+        event = json.loads(value)
+        ids.add(str(event.get("id")))
+        types[str(event.get("type", "?"))] += 1
+        subject = str(event.get("subject"))
+        first_by_subject[subject] = min(stamp, first_by_subject.get(subject, stamp))
+    firsts = sorted(first_by_subject.values()) or [0]
+    return Timeline(
+        events=len(records),
+        distinct_ids=len(ids),
+        decided=len(first_by_subject),
+        first_s=firsts[0] / 1000,
+        last_s=firsts[-1] / 1000,
+        types=dict(types),
+    )
+
+
+@dataclass
+class DrainResult:
+    commands: int
+    # Commands decided (challenges with an event) within the budget: all of them unless
+    # ``complete`` is false.
+    drained: int
+    complete: bool
+    budget_s: float | None
+    partitions: int
+    consumers_per_process: int | None
+    reply_to: bool
+    seed_s: float
+    produce_s: float
+    # Worker spawn -> its first event (imports, schema check, topics, group join).
+    startup_s: float
+    # First event -> the last command's first event, by the events' own timestamps.
+    drain_s: float
+    drain_per_s: float
+    # Spawn -> the last command's first event: what an operator starting a worker on a
+    # backlog would see.
+    per_s_from_spawn: float
+    # The last command's first event -> every offset committed (polled every 0.2 s).
+    commit_trail_s: float | None
+    # Events on the topic, and distinct CloudEvents ids among them: more events than
+    # commands means commands were processed again (a rebalance, a retry).
+    events: int
+    distinct_event_ids: int
+    event_types: dict[str, int]
+    peak_rss_kib: dict[str, int]
+    # The worker's own histograms (count, mean ms), read from its /metrics at the end.
+    worker_histograms: dict[str, dict[str, Any]] | None = field(default=None)
+    profile: dict[str, Any] | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _start_profiler(children: Children, worker: Child, out: Path) -> Child | None:
+    # The venv's own first (make bench does not activate it), then the PATH's.
+    beside = Path(sys.executable).parent / "py-spy"
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if spy is None:
+        print("py-spy not found (pip install -e '.[bench]'); no profile", flush=True)
+        return None
+    return children.spawn(
+        "py-spy",
+        [
+            *(spy, "record", "--pid", str(worker.pid), "--format", "raw", "--threads"),
+            *("--nonblocking", "--rate", str(PROFILE_RATE_HZ), "--output", str(out)),
+        ],
+        python=False,
+        role="profiler",
+    )
+
+
+@dataclass
+class _Watched:
+    complete: bool
+    # Wall clock (epoch seconds) when every command's offset was seen committed.
+    committed_at: float | None
+    profiler: Child | None
+    profiled_s: float
+
+
+async def _watch(
+    bootstrap: str,
+    topics: BenchTopics,
+    commands: int,
+    children: Children,
+    worker: Child,
+    *,
+    profile_out: Path | None,
+    budget_s: float | None,
+    give_up_after: float,
+) -> _Watched:
+    """Poll until the group has committed every command (SPEC §6: only once its outcome is
+    stored and its event published), or the budget, counted from the first event, is
+    spent. The events topic's end says when the first event is out (the profiler starts
+    then)."""
+    watch = OffsetWatch(bootstrap)
+    await watch.start()
+    profiler: Child | None = None
+    first_seen: float | None = None
+    committed = 0
+    try:
+        deadline = time.monotonic() + give_up_after
+        while committed < commands:
+            children.check_alive()
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"{committed}/{commands} committed after {give_up_after:.0f}s")
+            if first_seen is not None and budget_s is not None and now - first_seen > budget_s:
+                break
+            if first_seen is None and await watch.end(topics.events) > 0:
+                first_seen = time.monotonic()
+                if profile_out is not None:
+                    profiler = _start_profiler(children, worker, profile_out)
+            committed = await watch.committed(topics.group, topics.commands)
+            await asyncio.sleep(0.2)
+        done = time.monotonic()
+        if profiler is not None:
+            # SIGINT: py-spy writes what it has and exits.
+            profiler.process.send_signal(signal.SIGINT)
+        profiled = done - (first_seen or done)
+        complete = committed >= commands
+        return _Watched(complete, time.time() if complete else None, profiler, profiled)
+    finally:
+        await watch.stop()
+
+
+async def _events_out(bootstrap: str, topic: str) -> int:
+    watch = OffsetWatch(bootstrap)
+    await watch.start()
+    try:
+        return await watch.end(topic)
+    finally:
+        await watch.stop()
+
+
+def run_drain(
+    bootstrap: str,
+    workdir: Path,
+    *,
+    commands: int = 50_000,
+    partitions: int = 6,
+    consumers_per_process: int | None = None,
+    reply_to: bool = True,
+    profile: bool = False,
+    budget_s: float | None = None,
+    give_up_after: float = 1800.0,
+) -> DrainResult:
+    workdir.mkdir(parents=True, exist_ok=True)
+    database = workdir / "drain.db"
+    for stale in workdir.glob("drain.db*"):
+        stale.unlink()
+    topics = BenchTopics.fresh("drain")
+    jwks = devkeys.ensure_keys(workdir / "keys")  # the worker needs none; stack_env wants one
+    env = stack_env(bootstrap=bootstrap, database=database, jwks=jwks, topics=topics)
+    env["TOPIC_PARTITIONS"] = str(partitions)
+    if consumers_per_process is not None:
+        env["CONSUMERS_PER_PROCESS"] = str(consumers_per_process)
+    probes = free_port()
+    env["WORKER_HTTP_PORT"] = str(probes)
+
+    print(f"drain: seeding {commands} pending challenges ...", flush=True)
+    started = time.monotonic()
+    migrate(env)
+    tickets = asyncio.run(seed(sqlite_url(database), commands, migrate=False))
+    seed_s = time.monotonic() - started
+
+    print(f"drain: producing {commands} commands to {topics.commands} ...", flush=True)
+    started = time.monotonic()
+    asyncio.run(create_topic(bootstrap, topics.commands, partitions))
+    reply = "bench-drain" if reply_to else None
+    asyncio.run(
+        produce(bootstrap, topics.commands, (verify_command(t, reply_to=reply) for t in tickets))
+    )
+    produce_s = time.monotonic() - started
+    del tickets
+
+    profile_out = workdir / "drain-profile.txt" if profile else None
+    if profile_out is not None:
+        profile_out.unlink(missing_ok=True)
+    with Children(workdir / "logs") as children:
+        budget = f", at most {budget_s:.0f}s" if budget_s else ""
+        print(f"drain: one worker on the backlog{budget} ...", flush=True)
+        spawned = time.time()
+        worker = children.spawn("worker", ["-m", "worker"], env=env, role="worker")
+        watched = asyncio.run(
+            _watch(
+                bootstrap,
+                topics,
+                commands,
+                children,
+                worker,
+                profile_out=profile_out,
+                budget_s=budget_s,
+                give_up_after=give_up_after,
+            )
+        )
+        histograms = scrape(f"http://127.0.0.1:{probes}/metrics")
+        if watched.profiler is not None:
+            try:
+                watched.profiler.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                children.stop(watched.profiler)
+        children.stop(worker)
+        peaks = {name: kib for name, kib in children.peaks_kib.items() if name != "py-spy"}
+
+    out = asyncio.run(_events_out(bootstrap, topics.events))
+    events = timeline(asyncio.run(read_all(bootstrap, topics.events, out, within=180)))
+    if events.decided == 0:
+        raise RuntimeError("the worker published no event")
+    drain_s = max(events.last_s - events.first_s, 1e-3)
+    summary: dict[str, Any] | None = None
+    if profile_out is not None and profile_out.exists():
+        lines = profile_out.read_text().splitlines()
+        summary = parse_collapsed(lines, main_thread=str(worker.pid)).as_dict(
+            rate_hz=PROFILE_RATE_HZ, seconds=watched.profiled_s
+        )
+    trail = watched.committed_at - events.last_s if watched.committed_at else None
+    result = DrainResult(
+        commands=commands,
+        drained=events.decided,
+        complete=watched.complete,
+        budget_s=budget_s,
+        partitions=partitions,
+        consumers_per_process=consumers_per_process,
+        reply_to=reply_to,
+        seed_s=round(seed_s, 2),
+        produce_s=round(produce_s, 2),
+        startup_s=round(events.first_s - spawned, 2),
+        drain_s=round(drain_s, 3),
+        drain_per_s=round(events.decided / drain_s, 1),
+        per_s_from_spawn=round(events.decided / (events.last_s - spawned), 1),
+        commit_trail_s=round(trail, 2) if trail is not None else None,
+        events=events.events,
+        distinct_event_ids=events.distinct_ids,
+        event_types=events.types,
+        peak_rss_kib=peaks,
+        worker_histograms=histograms,
+        profile=summary,
+    )
+    if set(events.types) != {VERIFIED}:
+        raise RuntimeError(f"expected only {VERIFIED} events, got {events.types}")
+    if watched.complete and events.decided != commands:
+        raise RuntimeError(f"all {commands} committed but {events.decided} challenges decided")
+    return result
+
+
+def print_result(result: DrainResult) -> None:
+    partial = (
+        ""
+        if result.complete
+        else f" (budget of {result.budget_s:.0f}s spent: {result.drained} drained; the rate is"
+        " over those)"
+    )
+    print(
+        f"\ndrain: {result.commands} commands, one worker, {result.partitions} partitions"
+        f"{partial}\n"
+        f"  seed {result.seed_s:.1f}s, produce {result.produce_s:.1f}s,"
+        f" worker start-up {result.startup_s:.1f}s\n"
+        f"  first->last event {result.drain_s:.1f}s = {result.drain_per_s:,.0f} commands/s"
+        f" ({result.per_s_from_spawn:,.0f}/s from spawn);"
+        f" all committed {result.commit_trail_s}s after the last command's event\n"
+        f"  {result.events} events ({result.distinct_event_ids} distinct ids) for"
+        f" {result.drained} commands decided; peak RSS MiB"
+        f" { {name: round(kib / 1024, 1) for name, kib in result.peak_rss_kib.items()} }",
+        flush=True,
+    )
+    if result.worker_histograms:
+        print("  worker histograms (count, mean ms):")
+        for name, values in sorted(result.worker_histograms.items()):
+            print(f"    {name}: {values['count']} x {values['mean_ms']} ms")
+    if result.profile is not None:
+        print("\nworker profile (py-spy) during the drain:\n" + format_profile(result.profile))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--commands", type=int, default=50_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--consumers-per-process", type=int, help="the worker's default if unset")
+    parser.add_argument("--no-reply-to", action="store_true", help="commands nobody waits for")
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=300.0,
+        help="stop after this long from the first event and report the rate so far (0: none)",
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker")
+    parser.add_argument("--bootstrap", help="an existing Kafka (default: start one)")
+    parser.add_argument("--out", type=Path, default=VAR / "drain.json")
+    args = parser.parse_args(argv)
+    stop_on_sigterm()
+    work = run_folder(VAR / "work")
+    with ExitStack() as stack:
+        bootstrap = args.bootstrap or stack.enter_context(local_kafka.running_kafka(work / "kafka"))
+        result = run_drain(
+            bootstrap,
+            work / "drain",
+            commands=args.commands,
+            partitions=args.partitions,
+            consumers_per_process=args.consumers_per_process,
+            reply_to=not args.no_reply_to,
+            profile=args.profile,
+            budget_s=args.budget_seconds or None,
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    print_result(result)
+    print(f"\nwritten {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
