@@ -14,6 +14,8 @@ caused a failure is not chained, so a logged traceback cannot leak a bearer toke
 from __future__ import annotations
 
 import json
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ MIN_RSA_KEY_BITS: Final = 2048
 _ES256: Final = "ES256"
 _RS256: Final = "RS256"
 _REQUIRED_CLAIMS: Final = ("exp", "iss", "aud")
+# Tokens verified already, kept until they expire (see TokenVerifier.authenticate).
+_REMEMBERED_TOKENS: Final = 10_000
 
 
 class AuthError(Exception):
@@ -89,6 +93,10 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._keys = _parse_jwks(jwks)
         self._keys_by_kid = {key.key_id: key for key in self._keys if key.key_id is not None}
+        # A bank's backend sends one token with many requests until it expires; checking
+        # it again (base64 scan, JSON, the signature) was most of a request's own CPU. Each
+        # JWKS (re)load makes a new verifier, so a rotated-out key's tokens are forgotten.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     @classmethod
     def from_jwks_file(
@@ -121,9 +129,20 @@ class TokenVerifier:
         Raises :class:`Unauthenticated` on any failure.
         """
         token = _bearer_token(authorization_header)
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, valid_until = remembered
+            if time.time() <= valid_until:
+                return principal
+            del self._verified[token]  # expired: decoding it again says so
         key = self._select_key(token)
         claims = self._decode(token, key)
-        return Principal(client_id=_client_id(claims), scopes=_scopes(claims))
+        principal = Principal(client_id=_client_id(claims), scopes=_scopes(claims))
+        # Valid from now until its expiry (with the same leeway); `nbf` has passed already.
+        self._verified[token] = (principal, float(claims["exp"]) + self._leeway)
+        if len(self._verified) > _REMEMBERED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
 
     def authorize(self, principal: Principal) -> None:
         """Raise :class:`InsufficientScope` unless the principal holds :data:`REQUIRED_SCOPE`."""

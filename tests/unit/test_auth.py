@@ -174,6 +174,38 @@ def test_expiry_within_leeway_is_accepted(verifier: TokenVerifier, mint_es256: M
     assert verifier.authenticate(f"Bearer {token}").client_id == "bank-app-1"
 
 
+def test_a_verified_token_is_not_verified_again_until_it_expires(
+    verifier: TokenVerifier, mint_es256: Mint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Expired 29 s ago: accepted within the 30 s leeway, for about one more second.
+    token = mint_es256(exp=int(time.time()) - 29)
+    first = verifier.authenticate(f"Bearer {token}")
+    with monkeypatch.context() as patched:
+        decoded: list[str] = []
+        patched.setattr(jwt, "decode", lambda *args, **kwargs: decoded.append("x"))
+        assert verifier.authenticate(f"Bearer {token}") == first
+        assert decoded == []
+    # Past its expiry and the leeway it is decoded again, and refused.
+    time.sleep(2.1)
+    _assert_rejected(verifier, token, "token expired")
+
+
+def test_a_refused_token_is_not_remembered(verifier: TokenVerifier, mint_es256: Mint) -> None:
+    token = mint_es256(iss="https://someone-else.example")
+    for _ in range(2):
+        _assert_rejected(verifier, token, "token issuer not accepted")
+
+
+def test_a_new_key_set_forgets_the_tokens_of_the_old(
+    jwks: dict[str, Any], mint_es256: Mint
+) -> None:
+    token = mint_es256()
+    TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE).authenticate(f"Bearer {token}")
+    rotated = {"keys": [key for key in jwks["keys"] if key["kid"] != EC_KID]}
+
+    _assert_rejected(TokenVerifier(rotated, issuer=ISSUER, audience=AUDIENCE), token)
+
+
 # --- rejected tokens ---------------------------------------------------------------
 
 
