@@ -114,8 +114,9 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
         engine = create_engine(worker_settings.database_url)
         await prepare_database(engine, migrate=worker_settings.auto_migrate)
         outbox = InMemoryOutbox()
+        store = Store(engine)
         service = BindingService(
-            Store(engine),
+            store,
             outbox,
             challenge_ttl=timedelta(seconds=worker_settings.challenge_ttl_seconds),
         )
@@ -124,6 +125,7 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
             yield
         finally:
             refreshing.cancel()
+            await store.close()
             await engine.dispose()
 
     app = FastAPI(title="Device-binding inline peer (benchmark baseline)", lifespan=lifespan)

@@ -66,6 +66,7 @@ async def service_and_outbox(
     try:
         yield BindingService(store, outbox, challenge_ttl=timedelta(minutes=5)), outbox, store
     finally:
+        await store.close()
         await engine.dispose()
 
 

@@ -53,9 +53,11 @@ class Clock:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     await upgrade(engine)
+    store = Store(engine)
     try:
-        yield Store(engine)
+        yield store
     finally:
+        await store.close()
         await engine.dispose()
 
 

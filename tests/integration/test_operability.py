@@ -232,9 +232,14 @@ async def test_a_trace_crosses_kafka_from_request_to_event(
 async def test_sigterm_finishes_in_flight_commands_and_repeats_none(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", topic_partitions=3)
+    # One command a batch, and a thousand: in batches (500 by default) the worker gets
+    # through hundreds of commands in the moment between the test seeing it started on
+    # the rest and the SIGTERM landing, and could finish before it does.
+    settings = worker_settings(
+        kafka_bootstrap, tmp_path / "store.db", topic_partitions=3, batch_max_records=1
+    )
     env = {**os.environ, **worker_environment(settings)}
-    commands = [verify_command(settings) for _ in range(600)]
+    commands = [verify_command(settings) for _ in range(1000)]
     wanted = {str(command.command_id) for command in commands}
     log = tmp_path / "worker.log"
 
@@ -249,12 +254,16 @@ async def test_sigterm_finishes_in_flight_commands_and_repeats_none(
             )
 
     first = start_worker()
+    replies = await start_reader(kafka_bootstrap, settings.replies_topic)
+    events = await start_reader(kafka_bootstrap, settings.events_topic)
     try:
-        replies = await start_reader(kafka_bootstrap, settings.replies_topic)
-        events = await start_reader(kafka_bootstrap, settings.events_topic)
         await until(lambda: _topic_exists(kafka_bootstrap, settings.commands_topic), within=60)
-        await publish_commands(settings, commands)
+        # A first hundred, then the rest: the SIGTERM goes as soon as the worker is into the
+        # rest, so that it lands mid-stream however fast the worker is.
+        await publish_commands(settings, commands[:100])
         await replies.wait_for(lambda record: True, count=100)
+        await publish_commands(settings, commands[100:])
+        await replies.wait_for(lambda record: True, count=110)
         first.send_signal(signal.SIGTERM)  # mid-stream: hundreds still to do
         code = await asyncio.to_thread(first.wait, 60)
         assert code == 0, log.read_text()[-3000:]
@@ -275,9 +284,9 @@ async def test_sigterm_finishes_in_flight_commands_and_repeats_none(
         finally:
             second.send_signal(signal.SIGTERM)
             await asyncio.to_thread(second.wait, 60)
+    finally:
         await replies.consumer.stop()
         await events.consumer.stop()
-    finally:
         if first.poll() is None:
             first.kill()
 

@@ -87,8 +87,10 @@ async def db(database_url: str) -> AsyncIterator[Db]:
     engine = create_engine(database_url)
     await upgrade(engine)
     try:
-        yield Db(engine, Store(engine), RecordingOutbox())
+        store = Store(engine)
+        yield Db(engine, store, RecordingOutbox())
     finally:
+        await store.close()
         await engine.dispose()
 
 
