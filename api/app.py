@@ -56,6 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Binds a customer's device key by verifying its signature of an OTP.",
         lifespan=lifespan,
     )
+    serve_routes(app, settings)
+    install_openapi(app, [DeviceRegistration, SignatureSubmission])
+    return app
+
+
+def serve_routes(app: FastAPI, settings: Settings) -> None:
+    """The routes, error answers and middlewares of the API on ``app``, whose lifespan puts
+    the key set and the gateway in its state (the benchmark's inline peer shares these)."""
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -66,5 +74,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(challenges.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
-    install_openapi(app, [DeviceRegistration, SignatureSubmission])
-    return app

@@ -17,8 +17,8 @@ Configuration from the environment, as the two processes it stands for read it:
 ``AUTO_MIGRATE`` and ``CHALLENGE_TTL_SECONDS`` (worker.settings), ``API_HOST``/``API_PORT``.
 Served like ``python -m api``: uvicorn, one process, the same logging.
 
-If ``api.app.create_app`` gains a middleware or a router, mirror it in
-:func:`create_inline_app`, or the comparison stops being like for like.
+Both apps get their routes, error answers and middlewares from ``api.app.serve_routes``, so
+the comparison stays like for like.
 """
 
 from __future__ import annotations
@@ -33,15 +33,10 @@ from uuid import UUID
 import uvicorn
 from fastapi import FastAPI
 
-from api.error_handlers import install_error_handlers
+from api.app import serve_routes
 from api.errors import ServiceUnavailable
 from api.jwks import KeySet
-from api.metrics import MetricsMiddleware
-from api.metrics import router as metrics_router
-from api.request_ids import RequestIdMiddleware
-from api.routes import challenges, devices, health
 from api.settings import ServerSettings, Settings
-from api.tracing import TracingMiddleware
 from schemas.commands import Command
 from schemas.otp import OtpDelivery
 from schemas.replies import Reply
@@ -129,15 +124,7 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
             await engine.dispose()
 
     app = FastAPI(title="Device-binding inline peer (benchmark baseline)", lifespan=lifespan)
-    app.state.settings = settings
-    install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(TracingMiddleware)
-    app.add_middleware(RequestIdMiddleware)
-    app.include_router(devices.router)
-    app.include_router(challenges.router)
-    app.include_router(health.router)
-    app.include_router(metrics_router)
+    serve_routes(app, settings)
     return app
 
 
