@@ -340,36 +340,39 @@ class BindingService:
             {str(c.command_id) for c in commands},
             lambda batch: [self._decide_attempt(batch, command, now) for command in commands],
         )
-        await asyncio.gather(*(self._send(command, **decision) for command, decision in decisions))
+        announcements = zip(commands, decisions, strict=True)
+        await asyncio.gather(
+            *(self._send(command, **decision) for command, decision in announcements)
+        )
 
     def _decide_attempt(
         self, batch: AttemptBatch, command: VerifySignature, now: datetime
-    ) -> tuple[VerifySignature, _Decision]:
+    ) -> _Decision:
         """One attempt, decided on the batch's locked rows, which it changes in place."""
         challenge_id = str(command.challenge_id)
         binding = batch.bindings.get(challenge_id)
         if binding is None or not self._owns(command, binding.device):
-            return command, self._refuse(batch, command, None, Reason.NOT_FOUND, now)
+            return self._refuse(batch, command, None, Reason.NOT_FOUND, now)
         refusal = batch.refusals.get(str(command.command_id))
         if refusal is not None:
             # Redelivered: this command was refused already; that decision stands even if the
             # challenge changed since (a device slot freed, say).
-            return command, _rejection(Reason(refusal.reason), (challenge_id, refusal.event_json))
+            return _rejection(Reason(refusal.reason), (challenge_id, refusal.event_json))
         prior = batch.attempts.get((challenge_id, command.signature))
         if prior is not None:
             # The same signature again: the stored outcome, and the original event once more.
             original = (prior.challenge_id, prior.event_json)
             if prior.outcome == "verified":
-                return command, _approval(original)
+                return _approval(original)
             remaining = views.attempts_remaining(binding.challenge)
-            return command, _invalid_signature(remaining, original)
+            return _invalid_signature(remaining, original)
 
         challenge = binding.challenge
         status = views.effective_status(challenge, now)
         if status is ChallengeStatus.EXPIRED and challenge.status == ChallengeStatus.PENDING:
             batch.close(challenge, ChallengeStatus.EXPIRED, now)
         if status is not ChallengeStatus.PENDING:
-            return command, self._refuse(batch, command, binding, _TERMINAL_REASON[status], now)
+            return self._refuse(batch, command, binding, _TERMINAL_REASON[status], now)
         if challenge.otp_digest is None:  # a pending challenge always has one
             raise StoreContention(f"pending challenge {challenge_id} without an OTP")
 
@@ -397,11 +400,11 @@ class BindingService:
             batch.count_failure(challenge, number)
             if number >= MAX_FAILED_ATTEMPTS:
                 batch.close(challenge, ChallengeStatus.LOCKED, now)
-            return command, _invalid_signature(remaining, (challenge_id, attempt.event_json))
+            return _invalid_signature(remaining, (challenge_id, attempt.event_json))
 
         if batch.bound_devices_of(binding.device) >= MAX_BOUND_DEVICES_PER_PERSON:
             # The challenge stays pending: once another device is unbound, it can bind.
-            return command, self._refuse(batch, command, binding, Reason.DEVICE_LIMIT_REACHED, now)
+            return self._refuse(batch, command, binding, Reason.DEVICE_LIMIT_REACHED, now)
         event = events.signature_attempt(
             command,
             binding,
@@ -414,7 +417,7 @@ class BindingService:
         batch.add_attempt(attempt)
         batch.close(challenge, ChallengeStatus.VERIFIED, now)
         batch.bind(binding.device, now)
-        return command, _approval((challenge_id, attempt.event_json))
+        return _approval((challenge_id, attempt.event_json))
 
     @staticmethod
     def _refuse(

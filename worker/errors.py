@@ -3,8 +3,7 @@
     WorkerError
      ├── SignatureRejected   a signature is refused; carries a Reason and a short detail
      ├── InvalidPublicKey    a device key that is not a valid P-256 point
-     ├── StoreContention     the state kept changing under a decision (transient: retry)
-     └── DeviceLimitReached  binding would give the person more bound devices than allowed
+     └── StoreContention     the state kept changing under a decision (transient: retry)
 
 ``detail`` is for logs and for the developer integrating a device: it names the check
 that failed and never carries key material, the message, the OTP or the signature.
@@ -36,7 +35,3 @@ class InvalidPublicKey(WorkerError):
 
 class StoreContention(WorkerError):
     """A decision could not be stored because the state moved; the command is retried."""
-
-
-class DeviceLimitReached(WorkerError):
-    """The person already has the maximum of bound devices; nothing was changed."""
