@@ -12,8 +12,9 @@ from audit.consumer import AuditConsumer
 from audit.database import AUDIT_MIGRATIONS
 from audit.settings import AuditSettings
 from audit.verification import verify_chain
+from storage.engine import create_engine
+from storage.migrations import SchemaNotCurrent, migrate_command
 from telemetry.logs import configure_logging
-from worker.database import SchemaNotCurrent, create_engine, migrate_command
 
 
 async def _run(settings: AuditSettings) -> int:

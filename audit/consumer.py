@@ -21,7 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from audit.database import prepare_audit_database
 from audit.settings import AuditSettings
 from audit.trail import AuditTrail, Delivery
-from worker.database import create_engine
+from storage.engine import create_engine
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ at start-up that the database is at the head revision, or upgrades it itself whe
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.tables import AuditBase
-from worker.database import MigrationHistory, prepare_database
+from storage.migrations import MigrationHistory, prepare_database
 
 # The chain head's only row, inserted by the first revision.
 HEAD_ID = 1
@@ -20,7 +20,7 @@ AUDIT_MIGRATIONS = MigrationHistory(
     metadata=AuditBase.metadata,
     # Prefixed as its tables are: never mistaken for the service store's alembic_version.
     version_table="audit_alembic_version",
-    lock_key=0x6175646974,  # "audit", as the set-up before Alembic took
+    lock_key=0x6175646974,  # any fixed number: the key of its migrators' advisory lock
     command="python -m audit migrate",
     auto_migrate_variable="AUDIT_AUTO_MIGRATE",
 )
@@ -28,4 +28,4 @@ AUDIT_MIGRATIONS = MigrationHistory(
 
 async def prepare_audit_database(engine: AsyncEngine, *, migrate: bool = False) -> None:
     """At start-up: upgrade to the head if ``migrate``, else refuse a database not there."""
-    await prepare_database(engine, migrate=migrate, history=AUDIT_MIGRATIONS)
+    await prepare_database(engine, AUDIT_MIGRATIONS, migrate=migrate)

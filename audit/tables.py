@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from worker.tables import UtcDateTime
+from storage.types import UtcDateTime
 
 HASH_LENGTH = 64  # hex SHA-256
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.database import prepare_audit_database
+from storage.engine import create_engine
 from tests.postgres import BACKENDS, fresh_database, postgres_server
-from worker.database import create_engine
 
 
 @pytest.fixture(params=BACKENDS)

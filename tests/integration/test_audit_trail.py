@@ -20,8 +20,8 @@ from audit import chain
 from audit.tables import Anomaly, AuditRecord
 from audit.trail import AuditTrail, Delivery
 from audit.verification import verify_chain
+from storage.engine import create_engine
 from tests.sample_events import attempt_event_json
-from worker.database import create_engine
 
 pytestmark = pytest.mark.audit
 

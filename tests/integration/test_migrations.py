@@ -25,18 +25,18 @@ from audit.chain import GENESIS_HASH
 from audit.database import AUDIT_MIGRATIONS, HEAD_ID
 from audit.tables import AuditRecord, ChainHead
 from audit.trail import AuditTrail, Delivery
-from tests.conftest import REPO_ROOT
-from tests.sample_events import attempt_event_json
-from worker.database import (
-    WORKER_MIGRATIONS,
+from storage.engine import create_engine
+from storage.migrations import (
     MigrationHistory,
     SchemaNotCurrent,
-    create_engine,
     current_revisions,
     downgrade,
     prepare_database,
     upgrade,
 )
+from tests.conftest import REPO_ROOT
+from tests.sample_events import attempt_event_json
+from worker.migrations import WORKER_MIGRATIONS
 
 HISTORIES = [
     pytest.param(WORKER_MIGRATIONS, id="worker"),
@@ -157,7 +157,7 @@ async def test_the_start_up_check_refuses_a_database_not_migrated(
     engine: AsyncEngine, history: MigrationHistory
 ) -> None:
     with pytest.raises(SchemaNotCurrent) as refused:
-        await prepare_database(engine, migrate=False, history=history)
+        await prepare_database(engine, history, migrate=False)
     message = str(refused.value)
     assert f"the {history.name} database has not been migrated" in message
     assert f"run `{history.command}` first" in message
@@ -166,7 +166,7 @@ async def test_the_start_up_check_refuses_a_database_not_migrated(
     assert await table_names(engine) == set()
 
     await upgrade(engine, history)
-    await prepare_database(engine, migrate=False, history=history)
+    await prepare_database(engine, history, migrate=False)
 
 
 @pytest.mark.parametrize("history", HISTORIES)
@@ -179,7 +179,7 @@ async def test_the_start_up_check_refuses_a_revision_it_does_not_know(
         version = table(history.version_table, column("version_num"))
         await connection.execute(update(version).values(version_num="from-the-future"))
     with pytest.raises(SchemaNotCurrent, match="at revision from-the-future, which this release"):
-        await prepare_database(engine, migrate=False, history=history)
+        await prepare_database(engine, history, migrate=False)
 
 
 @pytest.mark.parametrize("history", HISTORIES)
@@ -190,7 +190,7 @@ async def test_processes_starting_together_migrate_once(
     # One engine each, as separate processes have: they meet only in the database.
     engines = [create_engine(database_url) for _ in range(4)]
     try:
-        await asyncio.gather(*(prepare_database(e, migrate=True, history=history) for e in engines))
+        await asyncio.gather(*(prepare_database(e, history, migrate=True) for e in engines))
         assert await current_revisions(engines[0], history) == heads(history)
         assert await differences(engines[0], history) == []
     finally:

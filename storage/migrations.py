@@ -1,95 +1,28 @@
-"""The async engine (SQLite by default, PostgreSQL in production) and the schema's migrations.
+"""Alembic machinery shared by every store: histories, upgrades, the start-up check.
 
 The schema belongs to Alembic. Each store has its own history, shipped inside its package
 (``worker/migrations``, ``audit/migrations``) and found from the package itself rather than
 from the working directory, so an installed wheel migrates exactly as the repository does.
-Production runs ``python -m worker migrate`` (a Job) before the workers start; a worker only
-checks that its database is at the head revision, unless ``auto_migrate`` (development,
-tests) lets it upgrade the database itself.
+Production runs the store's ``migrate`` command (a Job) before its processes start; a
+process only checks that its database is at the head revision, unless auto-migration
+(development, tests) lets it upgrade the database itself.
 """
 
 import asyncio
-import contextlib
 import importlib.resources
-import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import MetaData, event, text
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.tables import Base
-
-
-def create_engine(database_url: str) -> AsyncEngine:
-    # hide_parameters: a database error logged with its traceback must not carry the
-    # statement's values (an OTP digest, a signature) into the log.
-    if not database_url.startswith("sqlite"):
-        return create_async_engine(database_url, pool_pre_ping=True, hide_parameters=True)
-    # Several worker processes may share one SQLite file: wait for its lock rather than fail.
-    engine = create_async_engine(database_url, connect_args={"timeout": 30}, hide_parameters=True)
-    _configure_sqlite(engine.sync_engine)
-    return engine
-
-
-def create_blocking_sqlite_engine(engine: AsyncEngine) -> Engine:
-    """The same SQLite file through the plain ``sqlite3`` driver, for work done whole on a
-    thread: aiosqlite crosses threads for every call a statement makes (cursor, execute,
-    fetch), so a transaction of ten statements waits on about forty thread hand-offs."""
-    url = engine.url.set(drivername="sqlite+pysqlite")
-    blocking = create_sync_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
-    _configure_sqlite(blocking)
-    return blocking
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # Take the write lock up front: a deferred transaction that reads and then writes can
-        # fail at once with SQLITE_BUSY when another process wrote in between.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _enable_wal(path: str) -> None:
-    """Readers never wait for the writer. The mode is stored in the file, so once suffices.
-
-    Switching a new file to WAL ignores the busy timeout and fails at once ("database is
-    locked") while another process does the same, as workers starting together do: retry.
-    """
-    for _ in range(200):
-        try:
-            with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error):
-                raise
-            time.sleep(0.05)
-    raise RuntimeError(f"could not switch {path} to WAL mode")
-
-
-async def _prepare_sqlite_file(engine: AsyncEngine) -> None:
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        await asyncio.to_thread(_enable_wal, str(engine.url.database))
-
+from storage.engine import create_engine, prepare_sqlite_file
 
 # Migration histories
 
@@ -120,17 +53,6 @@ class MigrationHistory:
 
     def script(self) -> ScriptDirectory:
         return ScriptDirectory.from_config(self.config())
-
-
-WORKER_MIGRATIONS = MigrationHistory(
-    name="worker",
-    package="worker.migrations",
-    metadata=Base.metadata,
-    version_table="alembic_version",
-    lock_key=0x6465766963652D62,  # "device-b", as the store's creation took before Alembic
-    command="python -m worker migrate",
-    auto_migrate_variable="AUTO_MIGRATE",
-)
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -171,7 +93,7 @@ async def _run_locked(
     Either way the revision is read under the lock: whoever comes second finds the work
     done and does nothing.
     """
-    await _prepare_sqlite_file(engine)
+    await prepare_sqlite_file(engine)
     async with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
@@ -213,9 +135,7 @@ def _alembic(
     return run
 
 
-async def upgrade(
-    engine: AsyncEngine, history: MigrationHistory = WORKER_MIGRATIONS, revision: str = "head"
-) -> None:
+async def upgrade(engine: AsyncEngine, history: MigrationHistory, revision: str = "head") -> None:
     await _run_locked(
         engine, history, _alembic(history, lambda config: command.upgrade(config, revision))
     )
@@ -233,7 +153,7 @@ def _describe(revisions: tuple[str, ...]) -> str:
 
 async def check_at_head(engine: AsyncEngine, history: MigrationHistory) -> None:
     """Raise :class:`SchemaNotCurrent`, naming the command to run, unless at the head."""
-    await _prepare_sqlite_file(engine)
+    await prepare_sqlite_file(engine)
     current = await current_revisions(engine, history)
     script = history.script()
     heads = script.get_heads()
@@ -260,7 +180,7 @@ async def check_at_head(engine: AsyncEngine, history: MigrationHistory) -> None:
 
 
 async def prepare_database(
-    engine: AsyncEngine, *, migrate: bool, history: MigrationHistory = WORKER_MIGRATIONS
+    engine: AsyncEngine, history: MigrationHistory, *, migrate: bool
 ) -> None:
     """At start-up: upgrade to the head if ``migrate``, else refuse a database not there."""
     if migrate:
