@@ -21,6 +21,7 @@ from aiokafka.errors import (
 
 from api.metrics import COMMAND_PUBLISH_LATENCY
 from schemas.commands import Command, command_key
+from schemas.topics import REPLY_PARTITION_HEADER
 from telemetry.tracing import trace_headers
 
 logger = logging.getLogger(__name__)
@@ -91,13 +92,16 @@ class CommandPublisher:
         except TimeoutError:
             logger.warning("the command producer did not stop cleanly within %ss", self._timeout)
 
-    async def publish(self, command: Command) -> None:
-        """Send ``command`` keyed by :func:`~schemas.commands.command_key`; wait for the ack."""
+    async def publish(self, command: Command, *, reply_partition: int | None = None) -> None:
+        """Send ``command`` keyed by :func:`~schemas.commands.command_key`; wait for the ack.
+        ``reply_partition``: where the worker is to reply (the replica's own partition)."""
         producer = self._producer
         if producer is None:
             raise CommandNotPublished("the producer is not running")
         # The trace continues in the worker that takes the command (W3C traceparent).
         headers = [(name, value.encode()) for name, value in trace_headers().items()]
+        if reply_partition is not None:
+            headers.append((REPLY_PARTITION_HEADER, str(reply_partition).encode()))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):

@@ -3,10 +3,10 @@
 :class:`Gateway` is what the routes depend on; :class:`KafkaGateway` is the real one.
 
 When Kafka is down at start-up the replica still starts: :meth:`KafkaGateway.start` keeps
-connecting in the background (with back-off) and, until both the producer and the reply
-listener are up, every command is refused with 503 ``service_unavailable`` and
-``/readyz`` answers 503. Start-up waits up to ``kafka_connect_timeout_seconds`` for
-the first connection, so a healthy replica is ready when it begins to serve.
+connecting in the background (with back-off) and, until the producer is up and the reply
+listener owns a reply partition, every command is refused with 503 ``service_unavailable``
+and ``/readyz`` answers 503. Start-up waits up to ``kafka_connect_timeout_seconds`` for
+that, so a healthy replica is ready when it begins to serve.
 """
 
 import asyncio
@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 from api.commands import CommandNotPublished, CommandPublisher
 from api.errors import ServiceUnavailable, VerificationPending
 from api.metrics import REPLY_WAIT
-from api.replies import RepliesStopped, ReplyListener
+from api.replies import RepliesMoved, RepliesStopped, ReplyListener
 from api.settings import Settings
 from schemas.commands import Command
 from schemas.replies import Reply
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _FIRST_RETRY_SECONDS = 0.5
 _MAX_RETRY_SECONDS = 10.0
+_READY_POLL_SECONDS = 0.05
 
 
 class Gateway(Protocol):
@@ -85,17 +86,20 @@ class KafkaGateway:
 
     @property
     def ready(self) -> bool:
-        return self._connected.is_set() and self._replies.running
+        return self._connected.is_set() and self._replies.partition is not None
 
     async def start(self) -> None:
         """Begin connecting in the background; see :meth:`wait_ready`."""
         self._connecting = asyncio.create_task(self._connect(), name="kafka-connect")
 
     async def wait_ready(self, timeout_seconds: float) -> bool:
-        """Wait until connected, at most ``timeout_seconds``; whether it is."""
+        """Wait until connected and owning a reply partition, at most ``timeout_seconds``;
+        whether it is."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_seconds):
                 await self._connected.wait()
+                while not self.ready:
+                    await asyncio.sleep(_READY_POLL_SECONDS)
         return self.ready
 
     async def stop(self) -> None:
@@ -112,22 +116,23 @@ class KafkaGateway:
         return self.ready and await self._commands.reachable(self._connect_timeout)
 
     async def send(self, command: Command) -> Reply:
-        if not self.ready:
+        partition = self._replies.partition
+        if not self._connected.is_set() or partition is None:
             raise ServiceUnavailable(self._retry_after)
         with (
             log_context(**command_log_fields(command)),
             tracer().start_as_current_span(f"send {command.type}", kind=SpanKind.PRODUCER),
-            self._replies.expect(command.command_id) as reply,
+            self._replies.expect(command.command_id, partition) as reply,
         ):
             try:
-                await self._commands.publish(command)
+                await self._commands.publish(command, reply_partition=partition)
             except CommandNotPublished:
                 raise ServiceUnavailable(self._retry_after) from None
             published = time.perf_counter()
             try:
                 async with asyncio.timeout(self._reply_wait):
                     answer = await reply
-            except TimeoutError:
+            except (TimeoutError, RepliesMoved):
                 REPLY_WAIT.labels(command.type, "timeout").observe(time.perf_counter() - published)
                 logger.warning(
                     "no reply to command %s (%s) within %ss",

@@ -208,6 +208,11 @@ _CLOUDEVENTS_HEADER = Header(
     "content-type", "CloudEvents structured JSON mode.", const=CLOUDEVENTS_CONTENT_TYPE
 )
 _JSON_HEADER = Header("content-type", "The payload is JSON.", const=JSON)
+_REPLY_PARTITION = Header(
+    topics.REPLY_PARTITION_HEADER,
+    "The partition of the replies topic the sending API replica reads (decimal ASCII): the "
+    "worker's reply goes there. Absent: the reply is partitioned by its key.",
+)
 
 COMMAND_MESSAGES = (
     MessageSpec(
@@ -216,6 +221,7 @@ COMMAND_MESSAGES = (
         "Register a device key and issue its signature challenge (POST /v1/mfa/devices).",
         RegisterDevice,
         _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
     ),
     MessageSpec(
         "verify_signature",
@@ -223,6 +229,7 @@ COMMAND_MESSAGES = (
         "Verify a challenge's signature (PUT /v1/mfa/challenges/signatures/{id}).",
         VerifySignature,
         _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
     ),
     MessageSpec(
         "unbind_device",
@@ -230,6 +237,7 @@ COMMAND_MESSAGES = (
         "Unbind a device (DELETE /v1/mfa/devices/{id}).",
         UnbindDevice,
         _BY_DEVICE,
+        headers=(_REPLY_PARTITION,),
     ),
     MessageSpec(
         "get_challenge",
@@ -237,6 +245,7 @@ COMMAND_MESSAGES = (
         "Read a challenge (GET /v1/mfa/challenges/signatures/{id}).",
         GetChallenge,
         _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
     ),
     MessageSpec(
         "get_device",
@@ -244,6 +253,7 @@ COMMAND_MESSAGES = (
         "Read a device (GET /v1/mfa/devices/{id}).",
         GetDevice,
         _BY_DEVICE,
+        headers=(_REPLY_PARTITION,),
     ),
     MessageSpec(
         "list_devices",
@@ -251,6 +261,7 @@ COMMAND_MESSAGES = (
         "List a person's devices (GET /v1/mfa/devices).",
         ListDevices,
         MessageKey("/person_id", "The person id.", is_uuid=False),
+        headers=(_REPLY_PARTITION,),
     ),
 )
 
@@ -327,8 +338,8 @@ DEFAULT_MESSAGES: tuple[MessageSpec, ...] = (
             _JSON_HEADER,
             Header(
                 topics.REPLY_TO_HEADER,
-                "The instance id of the API replica waiting for the reply: the other "
-                "replicas skip it unread.",
+                "The instance id of the API replica waiting for the reply: a replica that "
+                "finds another's reply on its partition (one moved to it) skips it unread.",
             ),
         ),
     ),

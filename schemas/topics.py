@@ -6,11 +6,15 @@ OTP_DELIVERIES = "mfa.otp-deliveries.v1"
 COMMANDS_DLQ = "mfa.device-binding.commands.v1.dlq"
 
 # Internal: the worker's answer to the API replica that sent a command, keyed by the
-# command id. Every replica reads it and keeps only the replies to its own requests, which
-# it tells by the REPLY_TO_HEADER before parsing anything (see api/replies.py).
+# command id. Each replica owns some of its partitions (api/replies.py) and names one in the
+# REPLY_PARTITION_HEADER of every command it sends; the worker replies to that partition, so
+# a replica reads only its own replies. REPLY_TO_HEADER names the replica itself, so that a
+# reply reaching a partition that has since moved to another replica is recognised and
+# dropped there before it is parsed.
 REPLIES = "mfa.device-binding.replies.v1"
 
 REPLY_TO_HEADER = "reply-to"
+REPLY_PARTITION_HEADER = "reply-partition"
 
 # Headers the DLQ adds to a dead-lettered command.
 DLQ_REASON_HEADER = "dlq-reason"

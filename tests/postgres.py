@@ -131,8 +131,11 @@ async def execute_admin(url: str, statement: str) -> None:
 class ThrowawayPostgres:
     """One ``postgres`` process on 127.0.0.1 with its cluster in a temporary folder."""
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    def __init__(self, bin_dir: Path | None = None, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir or find_bin_dir()
+        # Tests run without durability (faster); a benchmark keeps PostgreSQL's defaults,
+        # every commit flushed to disk, as production would.
+        self.durable = durable
         self.root: Path | None = None
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -225,11 +228,10 @@ class ThrowawayPostgres:
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
             "unix_socket_directories": str(self.root),
-            # Throwaway data: durability only slows the tests down.
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
         }
+        if not self.durable:
+            # Throwaway data: durability only slows the tests down.
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         options = [f"--{name}={value}" for name, value in settings.items()]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -347,13 +349,13 @@ async def _accepts_connections(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
+def running_postgres(*, durable: bool = False) -> Iterator[str]:
     """Yield a server's URL: ``DATABASE_URL_TEST`` if set, else a throwaway server's."""
     external = os.environ.get(URL_VARIABLE)
     if external:
         yield external
         return
-    server = ThrowawayPostgres()
+    server = ThrowawayPostgres(durable=durable)
     server.start()
     try:
         yield server.url(SESSION_DATABASE)

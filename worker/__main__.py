@@ -9,10 +9,11 @@ import sys
 
 import uvloop
 
+from storage.migrations import SchemaNotCurrent, migrate_command
 from telemetry.logs import configure_logging
 from telemetry.tracing import configure_tracing
 from worker.app import Worker
-from worker.database import WORKER_MIGRATIONS, SchemaNotCurrent, migrate_command
+from worker.migrations import WORKER_MIGRATIONS
 from worker.settings import WorkerSettings
 
 

@@ -8,6 +8,8 @@ with the id it had the first time, and consumers can drop the copy.
 import uuid
 from datetime import datetime
 
+from pydantic import TypeAdapter
+
 from schemas.commands import VerifySignature
 from schemas.events import (
     ChallengeCreated,
@@ -17,10 +19,12 @@ from schemas.events import (
     SignatureAttempt,
 )
 from schemas.reasons import Reason
+from worker.state import DeviceState
 from worker.store import Binding
 from worker.tables import DeviceRow
 
 _NAMESPACE = uuid.UUID("6f1f3c53-2b0e-4f57-9d3a-6a0d3c1e8b21")
+_ATTEMPT_EVENT = TypeAdapter(CloudEvent[SignatureAttempt])
 
 
 def _event_id(kind: str, subject: object) -> str:
@@ -51,37 +55,42 @@ def challenge_created(binding: Binding, *, request_id: str) -> CloudEvent[Challe
 
 def signature_attempt(
     command: VerifySignature,
-    binding: Binding | None,
+    device: DeviceState | None,
     *,
     reason: Reason | None,
     attempt: int | None,
     attempts_remaining: int | None,
     decided_at: datetime,
-) -> CloudEvent[SignatureAttempt]:
-    """The one event of one attempt; ``reason`` None means the signature verified."""
-    device = binding.device if binding else None
-    return CloudEvent[SignatureAttempt](
-        id=_event_id("attempt", command.command_id),
-        type=EventType.SIGNATURE_REJECTED if reason else EventType.SIGNATURE_VERIFIED,
-        subject=str(command.challenge_id),
-        time=decided_at,
-        data=SignatureAttempt(
-            challenge_id=command.challenge_id,
-            device_id=uuid.UUID(device.id) if device else None,
-            key_id=uuid.UUID(device.key_id) if device else None,
-            person_id=device.person_id if device else None,
-            client_id=command.client_id,
-            outcome="rejected" if reason else "verified",
-            reason=reason,
-            attempt=attempt,
-            attempts_remaining=attempts_remaining,
-            device_data=command.device_data,
-            signature=command.signature,
-            request_id=command.request_id,
-            received_at=command.issued_at,
-            decided_at=decided_at,
-        ),
+) -> str:
+    """The JSON of the one event of one attempt; ``reason`` None means it verified."""
+    challenge_id = str(command.challenge_id)
+    # Validated from plain values (ids as text): the model checks every field, in Rust,
+    # without a Python UUID object made for each.
+    event = _ATTEMPT_EVENT.validate_python(
+        {
+            "id": _event_id("attempt", command.command_id),
+            "type": EventType.SIGNATURE_REJECTED if reason else EventType.SIGNATURE_VERIFIED,
+            "subject": challenge_id,
+            "time": decided_at,
+            "data": {
+                "challenge_id": challenge_id,
+                "device_id": device.id if device else None,
+                "key_id": device.key_id if device else None,
+                "person_id": device.person_id if device else None,
+                "client_id": command.client_id,
+                "outcome": "rejected" if reason else "verified",
+                "reason": reason,
+                "attempt": attempt,
+                "attempts_remaining": attempts_remaining,
+                "device_data": command.device_data,
+                "signature": command.signature,
+                "request_id": command.request_id,
+                "received_at": command.issued_at,
+                "decided_at": decided_at,
+            },
+        }
     )
+    return _ATTEMPT_EVENT.dump_json(event).decode()
 
 
 def device_unbound(

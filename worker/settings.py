@@ -18,17 +18,17 @@ class WorkerSettings(BaseSettings):
     # before the workers, so a schema change is a deliberate step.
     auto_migrate: bool = False
     consumer_group: str = "device-binding-workers"
-    # Group members per process. Each takes its own partitions and handles their commands in
-    # order, a batch at a time, so order per challenge holds while partitions proceed side
-    # by side.
-    consumers_per_process: int = Field(default=3, ge=1)
-    # The most commands a consumer takes at once. Signature attempts among them are decided
-    # in one transaction and announced together: fewer round trips per command under load,
-    # while a lone command still goes through at once.
+    # The most commands a batch takes at once, across the process's partitions. Signature
+    # attempts among them are decided in one transaction and announced together: fewer round
+    # trips per command under load, while a lone command still goes through at once.
     batch_max_records: int = Field(default=500, ge=1, le=5000)
-    # How long an idle consumer waits for commands before it asks the broker again; it
-    # bounds the latency a command waiting alone can see.
-    batch_wait_ms: int = Field(default=5, ge=1, le=1000)
+    # Batches decided but not yet acknowledged by Kafka (and so not committed): the next
+    # batch is decided while the previous ones' acknowledgements travel. Past this the
+    # worker waits: a bound on what a crash makes it redo, and on memory.
+    batches_in_flight: int = Field(default=4, ge=1, le=64)
+    # Processes that verify signatures beside the event loop (ECDSA is most of an attempt's
+    # cost); 0 verifies on the event loop itself.
+    verify_processes: int = Field(default=1, ge=0, le=16)
 
     commands_topic: str = topics.COMMANDS
     events_topic: str = topics.EVENTS

@@ -1,45 +1,36 @@
-"""The challenge/device store.
+"""The challenge/device store for the commands off the hot path: registrations, unbinding,
+the OTP lease, the reads (signature attempts have :mod:`worker.attempts.store`).
 
 Commands for one challenge arrive in order on one partition, but a rebalance can hand the
-same command to two workers for a moment, and several worker processes share the database.
-Two ways keep them apart:
-
-- Registrations, unbinding and the OTP lease: each transition names the state it expects in
-  its ``WHERE`` clause and reports whether it happened; the caller re-reads and decides again
-  when it did not.
-- Signature attempts, the hot path, are decided a batch at a time
-  (:meth:`Store.decide_attempts`, :mod:`worker.attempt_batch`): one transaction reads the
-  batch's rows under a write lock, the caller decides on them in memory, and the changes
-  are written by the same transaction; one round of statements per batch instead of
-  several per command.
+same command to two workers for a moment, and several worker processes share the database:
+each transition names the state it expects in its ``WHERE`` clause and reports whether it
+happened; the caller re-reads and decides again when it did not.
 """
 
-import asyncio
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
 from schemas.devices import DeviceStatus
-from worker.attempt_batch import AttemptBatch, Binding, decide_in_transaction
-from worker.database import create_blocking_sqlite_engine
 from worker.tables import ChallengeRow, DeviceRow
 
-__all__ = ["AttemptBatch", "Binding", "Store"]
 
-T = TypeVar("T")
+@dataclass(frozen=True)
+class Binding:
+    """A challenge with the device it would bind."""
+
+    challenge: ChallengeRow
+    device: DeviceRow
 
 
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._blocking = (
-            create_blocking_sqlite_engine(engine) if engine.dialect.name == "sqlite" else None
-        )
 
     # Registration
 
@@ -114,39 +105,6 @@ class Store:
 
     async def find_binding(self, challenge_id: str) -> Binding | None:
         return await self._binding_where(ChallengeRow.id == challenge_id)
-
-    async def decide_attempts(
-        self,
-        challenge_ids: Collection[str],
-        command_ids: Collection[str],
-        decide: Callable[[AttemptBatch], T],
-    ) -> T:
-        """Run ``decide`` on a batch of signature attempts in one locked transaction (see
-        :mod:`worker.attempt_batch`) and return what it returns.
-
-        On PostgreSQL the unit of work runs on the event loop through asyncpg; on SQLite on
-        a thread, whole, through the blocking driver (one hand-off instead of one per call).
-        """
-        if self._blocking is None:
-            async with self._engine.begin() as connection:
-                return await connection.run_sync(
-                    decide_in_transaction, challenge_ids, command_ids, decide
-                )
-        return await asyncio.to_thread(self._decide_blocking, challenge_ids, command_ids, decide)
-
-    def _decide_blocking(
-        self,
-        challenge_ids: Collection[str],
-        command_ids: Collection[str],
-        decide: Callable[[AttemptBatch], T],
-    ) -> T:
-        assert self._blocking is not None
-        with self._blocking.begin() as connection:
-            return decide_in_transaction(connection, challenge_ids, command_ids, decide)
-
-    async def close(self) -> None:
-        if self._blocking is not None:
-            self._blocking.dispose()
 
     # Devices
 

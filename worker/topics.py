@@ -111,8 +111,8 @@ class ProvisioningSettings(BaseSettings):
     dead_letter_topic: str = topics.COMMANDS_DLQ
     replies_topic: str = topics.REPLIES
     signals_topic: str = topics.SUSPICIOUS_ACTIVITY
-    # Partitions bound the parallelism of every consumer group: worker processes times
-    # CONSUMERS_PER_PROCESS beyond this count idle. They can be added later (keys then map
+    # Partitions bound the parallelism of every consumer group: worker processes (one member
+    # each) beyond this count idle. They can be added later (keys then map
     # to other partitions), never removed.
     topic_partitions: int = Field(default=12, ge=1)
     topic_replication_factor: int = Field(default=3, ge=1)

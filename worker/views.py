@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus, ChallengeView
+from schemas.challenges import ChallengeStatus, ChallengeView
 from schemas.devices import (
     ChallengeSummary,
     DeviceRegistered,
@@ -11,20 +11,9 @@ from schemas.devices import (
     DeviceView,
     KeyPurpose,
 )
+from worker.decisions.attempts import attempts_remaining, effective_status
 from worker.store import Binding
-from worker.tables import ChallengeRow, DeviceRow
-
-
-def attempts_remaining(challenge: ChallengeRow) -> int:
-    return max(0, MAX_FAILED_ATTEMPTS - challenge.failed_attempts)
-
-
-def effective_status(challenge: ChallengeRow, now: datetime) -> ChallengeStatus:
-    """A pending challenge past its expiry is expired, whether or not that was stored yet."""
-    status = ChallengeStatus(challenge.status)
-    if status is ChallengeStatus.PENDING and now >= challenge.expires_at:
-        return ChallengeStatus.EXPIRED
-    return status
+from worker.tables import DeviceRow
 
 
 def device_registered(binding: Binding) -> DeviceRegistered:
@@ -43,11 +32,11 @@ def challenge_view(binding: Binding, now: datetime) -> ChallengeView:
     challenge = binding.challenge
     return ChallengeView(
         id=uuid.UUID(challenge.id),
-        status=effective_status(challenge, now),
+        status=effective_status(ChallengeStatus(challenge.status), challenge.expires_at, now),
         device_id=uuid.UUID(binding.device.id),
         created_at=challenge.created_at,
         expires_at=challenge.expires_at,
-        attempts_remaining=attempts_remaining(challenge),
+        attempts_remaining=attempts_remaining(challenge.failed_attempts),
     )
 
 

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.commands import COMMAND_ADAPTER, Command
 from schemas.replies import Reply
+from schemas.topics import REPLY_PARTITION_HEADER
 
 # What to publish, in order, in answer to a command: replies or raw (possibly broken) bytes.
 Script = Callable[[Command], Sequence[Reply | bytes]]
@@ -32,6 +33,8 @@ class Responder:
     ) -> None:
         self.script = script
         self.received: list[tuple[bytes | None, Command]] = []
+        # The reply partition each command named (its header), by command id.
+        self.reply_partitions: dict[str, int | None] = {}
         self.commands: asyncio.Queue[Command] = asyncio.Queue()
         self._replies_topic = replies_topic
         # No group: every partition, from the beginning, so no command can slip past.
@@ -68,14 +71,18 @@ class Responder:
 
     async def publish(self, command: Command, message: Reply | bytes) -> None:
         value = message if isinstance(message, bytes) else message.model_dump_json().encode()
-        # Keyed by the command id, as the worker's replies are (schemas/topics.py), and
-        # without the reply-to header, so the listener must judge the body too.
+        # Keyed by the command id and to the partition the command named, as the worker's
+        # replies are (schemas/topics.py), but without the reply-to header, so the listener
+        # must judge the body too.
         key = str(command.command_id).encode()
-        await self._producer.send_and_wait(self._replies_topic, value, key=key)
+        partition = self.reply_partitions.get(str(command.command_id))
+        await self._producer.send_and_wait(self._replies_topic, value, key=key, partition=partition)
 
     async def _run(self) -> None:
         async for record in self._consumer:
             command = COMMAND_ADAPTER.validate_json(record.value)
+            named = dict(record.headers).get(REPLY_PARTITION_HEADER)
+            self.reply_partitions[str(command.command_id)] = int(named) if named else None
             self.received.append((record.key, command))
             await self.commands.put(command)
             for message in self.script(command):

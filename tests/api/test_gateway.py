@@ -21,11 +21,11 @@ def _listener() -> ReplyListener:
 async def test_leaving_the_block_forgets_the_request() -> None:
     listener = _listener()
     command_id = uuid.uuid4()
-    with listener.expect(command_id) as reply:
+    with listener.expect(command_id, 0) as reply:
         pass
     assert reply.cancelled()
     # The id is free again: nothing was left behind.
-    with listener.expect(command_id) as again:
+    with listener.expect(command_id, 0) as again:
         assert not again.done()
 
 
@@ -33,16 +33,16 @@ async def test_one_waiter_per_command() -> None:
     listener = _listener()
     command_id = uuid.uuid4()
     with (
-        listener.expect(command_id),
+        listener.expect(command_id, 0),
         pytest.raises(ValueError, match="already waiting"),
-        listener.expect(command_id),
+        listener.expect(command_id, 0),
     ):
         pass
 
 
 async def test_stopping_fails_the_requests_still_waiting() -> None:
     listener = _listener()
-    with listener.expect(uuid.uuid4()) as reply:
+    with listener.expect(uuid.uuid4(), 0) as reply:
         await listener.stop()
         with pytest.raises(RepliesStopped):
             await reply

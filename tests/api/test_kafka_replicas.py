@@ -1,4 +1,5 @@
-"""Against a real broker: replicas share the replies topic, yet each gets only its own."""
+"""Against a real broker: replicas share the replies topic, yet each owns its partitions and
+reads only its own replies."""
 
 from __future__ import annotations
 
@@ -64,3 +65,11 @@ async def test_two_replicas_each_get_exactly_their_own_replies(
     assert answered == [str(challenge_id) for _, challenge_id in wanted]
     senders = [command.reply_to for _, command in worker.received]
     assert senders.count(first_id) == senders.count(second_id) == REQUESTS_PER_REPLICA
+    # Each replica named one partition of its own in every command: the worker's replies to
+    # one never reach the other's partitions.
+    named: dict[str | None, set[int | None]] = {first_id: set(), second_id: set()}
+    for _, command in worker.received:
+        named[command.reply_to].add(worker.reply_partitions[str(command.command_id)])
+    assert len(named[first_id]) == len(named[second_id]) == 1
+    assert None not in named[first_id] | named[second_id]
+    assert named[first_id].isdisjoint(named[second_id])

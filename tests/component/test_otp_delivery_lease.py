@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from schemas.otp import OtpDelivery
+from storage.engine import create_engine
+from storage.migrations import upgrade
 from tests.component.test_binding_recovery import FlakyOutbox, _register
 from tests.integration.stack import DeviceKey
 from worker.binding import BindingService
-from worker.database import create_engine, upgrade
 from worker.errors import StoreContention
+from worker.migrations import WORKER_MIGRATIONS
 from worker.store import Store
 
 LEASE = timedelta(seconds=10)
@@ -52,12 +54,10 @@ class Clock:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await upgrade(engine)
-    store = Store(engine)
+    await upgrade(engine, WORKER_MIGRATIONS)
     try:
-        yield store
+        yield Store(engine)
     finally:
-        await store.close()
         await engine.dispose()
 
 

@@ -47,10 +47,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.challenges import MAX_FAILED_ATTEMPTS
+from storage.engine import create_engine
 from tests.conftest import REPO_ROOT
 from tests.integration.http_stack import Tokens
 from tests.integration.stack import DeviceKey, worker_environment
-from worker.database import create_engine
 from worker.settings import WorkerSettings
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 
@@ -207,10 +207,8 @@ async def start_stack(
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:
         await wait_until_ready(url)
-    per_process = int(environment.get("CONSUMERS_PER_PROCESS", settings.consumers_per_process))
-    await wait_for_group(
-        settings.kafka_bootstrap_servers, settings.consumer_group, workers * per_process
-    )
+    # One group member per worker process.
+    await wait_for_group(settings.kafka_bootstrap_servers, settings.consumer_group, workers)
     return urls
 
 

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from storage.engine import create_engine
 from tests.integration.http_stack import Tokens, api_client, api_settings
 from tests.integration.stack import (
     DeviceKey,
@@ -27,7 +28,6 @@ from tests.integration.stack import (
     start_reader,
     worker_settings,
 )
-from worker.database import create_engine
 from worker.settings import WorkerSettings
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
 

@@ -69,7 +69,7 @@ async def _collect(
     commands = len(await read_topic(bootstrap, settings.commands_topic))
     store = await read_store(database_url)
     report = check_invariants(driver.calls, driver.devices, store, events, otps)
-    received = fleet.count_in_logs("worker-", '"message": "Received"')
+    received = fleet.count_in_logs("worker-", '"message": "handled ')
     return report, events, f"commands={commands} taken_up={received}"
 
 
@@ -79,7 +79,7 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     settings = _settings(kafka_bootstrap, database_url, tmp_path)
     tokens = Tokens(tmp_path / "keys")
     group = settings.consumer_group
-    per_process = settings.consumers_per_process
+    per_process = 1  # a worker process is one member of the group
     kills: list[int] = []  # when each SIGKILL was sent, in ms since the epoch
     started = time.monotonic()
     with Fleet(tmp_path) as fleet:
@@ -134,7 +134,7 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     assert (report.lost, report.double_counted, report.wrongly_verified) == (0, 0, 0)
     # The killed workers really did work before and after: their logs show commands.
     for victim in ("worker-0", "worker-1"):
-        assert "Received" in fleet.logs(victim)
+        assert '"message": "handled ' in fleet.logs(victim)
 
 
 async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
@@ -143,11 +143,10 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
     settings = _settings(kafka_bootstrap, database_url, tmp_path)
     tokens = Tokens(tmp_path / "keys")
     group = settings.consumer_group
-    # Two consumers per process on six partitions: two processes hold four members, a third
-    # makes six (one partition each), so the newcomer is sure to take partitions and the one
-    # that leaves is sure to hand some over.
-    per_process = 2
-    extra = {"CONSUMERS_PER_PROCESS": str(per_process)}
+    # One member per process on six partitions: a third process takes two of them, so the
+    # newcomer is sure to take partitions and the one that leaves is sure to hand some over.
+    per_process = 1
+    extra: dict[str, str] = {}
     started = time.monotonic()
     joined_at = left_at = 0
     with Fleet(tmp_path) as fleet:
@@ -204,5 +203,5 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
     # One OTP per challenge: no registration was processed twice into a second OTP.
     assert report.several_otps == {}, f"challenges with several OTPs: {report.several_otps}"
     # The partitions did move: the newcomer processed commands, the leaver had before.
-    assert "Received" in fleet.logs("worker-2")
-    assert "Received" in fleet.logs("worker-0")
+    assert '"message": "handled ' in fleet.logs("worker-2")
+    assert '"message": "handled ' in fleet.logs("worker-0")

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from storage.engine import create_engine
 from tests.faults.hostile import Hostile, cases
 from tests.integration.http_stack import Tokens, api_client, api_settings
 from tests.integration.stack import (
@@ -45,7 +46,6 @@ from tests.integration.stack import (
     start_reader,
     worker_settings,
 )
-from worker.database import create_engine
 from worker.settings import WorkerSettings
 from worker.tables import AttemptRow, Base, ChallengeRow, DeviceRow, RefusalRow
 

@@ -5,6 +5,9 @@ two of them; every worker process shares the database), and several of a person'
 challenges may bind at once on different partitions. Each batch of attempts decides under
 the store's locks, so whatever the interleaving, the counts add up: one binding per
 challenge, never more than five failures, never more bound devices than the limit.
+
+Each racer is an attempt store of its own (its own connection, as another worker process
+would have) running the real decision.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +28,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
 from schemas.commands import VerifySignature
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus, KeyPurpose
-from schemas.otp import OtpDelivery
-from schemas.replies import Reply
+from storage.engine import create_engine
+from storage.migrations import prepare_database, upgrade
 from tests.integration.stack import DeviceKey
 from tests.postgres import fresh_database
-from worker.binding import BindingService, otp_digest
-from worker.database import create_engine, prepare_database, upgrade
+from worker.attempts.store import attempt_store
+from worker.binding import otp_digest
+from worker.decisions.attempts import (
+    AttemptDecisions,
+    AttemptOutcome,
+    AttemptState,
+    decide_attempts,
+)
+from worker.keys import PublicKeys
+from worker.migrations import WORKER_MIGRATIONS
+from worker.signatures import signature_check
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
 
@@ -38,29 +50,43 @@ RACERS = 20
 OTP = "123456"
 
 
-class RecordingOutbox:
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
+class Racer:
+    """One worker's attempt store on the shared database, for one batch."""
 
-    async def publish_event(self, key: str, event_json: str) -> None:
-        pass
+    def __init__(self, database_url: str, answers: list[AttemptOutcome]) -> None:
+        self._database_url = database_url
+        self._answers = answers
 
-    async def deliver_otp(self, delivery: OtpDelivery) -> None:
-        pass
+    async def verify_all(self, commands: list[VerifySignature]) -> None:
+        store = attempt_store(self._database_url)
+        check = signature_check(PublicKeys())
 
-    async def reply(self, reply: Reply) -> None:
-        self.replies.append(reply)
+        async def decide(state: AttemptState) -> AttemptDecisions:
+            # Other racers run meanwhile (their transactions wait for this one's locks).
+            await asyncio.sleep(0)
+            return decide_attempts(state, commands, now=datetime.now(UTC), signature_verifies=check)
+
+        try:
+            decisions = await store.submit(
+                {str(c.challenge_id) for c in commands},
+                {str(c.command_id) for c in commands},
+                decide,
+            )
+        finally:
+            await store.close()
+        self._answers.extend(decisions.outcomes)
 
 
 @dataclass
 class Db:
+    url: str
     engine: AsyncEngine
     store: Store
-    outbox: RecordingOutbox
+    answers: list[AttemptOutcome] = field(default_factory=list)
 
-    def worker(self) -> BindingService:
+    def worker(self) -> Racer:
         """A worker of its own on the shared store, as another process would be."""
-        return BindingService(self.store, self.outbox, challenge_ttl=timedelta(minutes=5))
+        return Racer(self.url, self.answers)
 
     async def attempts(self, challenge_id: str) -> list[AttemptRow]:
         async with AsyncSession(self.engine) as session:
@@ -79,18 +105,16 @@ class Db:
         return binding
 
     def outcomes(self) -> Counter[str]:
-        return Counter(r.reason or r.outcome for r in self.outbox.replies)
+        return Counter(a.reason or ("ok" if a.verified else "rejected") for a in self.answers)
 
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Db]:
     engine = create_engine(database_url)
-    await upgrade(engine)
+    await upgrade(engine, WORKER_MIGRATIONS)
     try:
-        store = Store(engine)
-        yield Db(engine, store, RecordingOutbox())
+        yield Db(database_url, engine, Store(engine))
     finally:
-        await store.close()
         await engine.dispose()
 
 
@@ -175,7 +199,7 @@ async def test_concurrent_failures_are_each_counted_once_up_to_the_lock(db: Db) 
 
     await race(db, [attempt(binding, s) for s in distinct(impostor, RACERS // 2)])
 
-    remaining = sorted(r.attempts_remaining for r in db.outbox.replies if r.attempts_remaining)
+    remaining = sorted(r.attempts_remaining for r in db.answers if r.attempts_remaining)
     assert db.outcomes() == {
         "invalid_signature": MAX_FAILED_ATTEMPTS,
         "challenge_locked": RACERS // 2 - MAX_FAILED_ATTEMPTS,
@@ -223,9 +247,7 @@ async def test_a_signature_already_counted_is_not_counted_again(db: Db) -> None:
     assert (after.challenge.status, after.challenge.failed_attempts) == ("pending", 1)
     assert await db.attempt_count() == 1
     # Every one answered as the first: one failure, four attempts left.
-    assert {(r.reason, r.attempts_remaining) for r in db.outbox.replies} == {
-        ("invalid_signature", 4)
-    }
+    assert {(r.reason, r.attempts_remaining) for r in db.answers} == {("invalid_signature", 4)}
 
 
 @pytest.mark.postgres
@@ -237,7 +259,9 @@ async def test_workers_starting_together_on_postgres_create_the_tables_once(
     async with fresh_database(postgres_url, tmp_path) as url:
         engines = [create_engine(url) for _ in range(4)]
         try:
-            await asyncio.gather(*(prepare_database(engine, migrate=True) for engine in engines))
+            await asyncio.gather(
+                *(prepare_database(engine, WORKER_MIGRATIONS, migrate=True) for engine in engines)
+            )
             assert await registered(Store(engines[0]))
         finally:
             for engine in engines:
@@ -249,7 +273,7 @@ async def test_two_devices_binding_at_once_cannot_pass_the_limit_together(db: Db
         bound, key = await registered(db.store)
         await db.worker().verify_all([attempt(bound, key.sign(OTP))])
     assert db.outcomes() == {"ok": MAX_BOUND_DEVICES_PER_PERSON - 1}
-    db.outbox.replies.clear()
+    db.answers.clear()
     racers = [await registered(db.store) for _ in range(8)]
 
     # Half race in batches of their own, half share one batch.

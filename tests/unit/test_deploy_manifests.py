@@ -556,9 +556,10 @@ def test_scaled_object_scales_the_workers_on_their_lag() -> None:
     worker = find("ConfigMap", "device-binding-worker")["data"]
     assert worker.get("CONSUMER_GROUP", metadata["consumerGroup"]) == metadata["consumerGroup"]
     assert worker.get("COMMANDS_TOPIC", metadata["topic"]) == metadata["topic"]
-    # Beyond one member per partition, pods idle: the maximum fits the partitions.
+    # A pod is one member of the group; beyond one member per partition, pods idle: the
+    # maximum fits the partitions.
     partitions = int(find("ConfigMap", "device-binding-topics")["data"]["TOPIC_PARTITIONS"])
-    assert maximum * int(worker["CONSUMERS_PER_PROCESS"]) <= partitions
+    assert maximum <= partitions
 
 
 def test_grace_periods_outlast_the_graceful_shutdowns() -> None:

@@ -1,0 +1,133 @@
+"""Runs of signature attempts: decided in one store transaction each, then announced together.
+
+Deciding and announcing are separate steps, so that the consumer can decide the next run
+while it announces this one (:mod:`worker.consumer`). The store runs the transactions in the
+order they were queued and halts after a failure (:mod:`worker.attempts.store`).
+
+Announcing hands every event and reply to the producer without waiting for Kafka and returns
+their acknowledgements: the consumer waits for them once per batch.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from schemas.commands import VerifySignature
+from schemas.replies import Reply
+from worker.attempts.store import AttemptStore
+from worker.attempts.verification import (
+    POOL_FROM,
+    BatchVerifier,
+    Verdicts,
+    candidates,
+    pending_keys,
+)
+from worker.binding import Clock
+from worker.decisions.attempts import AttemptDecisions, AttemptState, decide_attempts
+from worker.metrics import VERIFICATION_OUTCOMES
+from worker.outbox import Acknowledgement
+
+# An attempt and the reply partition its sender named (None: the reply goes by its key).
+Attempt = tuple[VerifySignature, int | None]
+
+
+class Announcer(Protocol):
+    """Where decisions go (:class:`worker.outbox.KafkaOutbox`); hand-over only, no wait."""
+
+    async def event(self, key: str, event_json: str) -> Acknowledgement: ...
+
+    async def reply(self, reply: Reply, partition: int | None) -> Acknowledgement: ...
+
+
+class AttemptRuns:
+    def __init__(
+        self,
+        store: AttemptStore,
+        outbox: Announcer,
+        *,
+        verifier: BatchVerifier,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._verifier = verifier
+        self._clock = clock
+        self._last: asyncio.Future[AttemptDecisions] | None = None
+
+    def decide(self, run: Sequence[Attempt]) -> asyncio.Future[AttemptDecisions]:
+        """Start verifying ``run``'s signatures and queue its transaction behind those
+        already queued; the future is done once its decisions are stored (or raises, with
+        nothing stored)."""
+        commands = [command for command, _ in run]
+        now = self._clock()
+        # A small run is verified under the lock, on the loop: no early read, no hand-over.
+        early = (
+            asyncio.ensure_future(self._verify_early(commands))
+            if len(commands) >= POOL_FROM
+            else None
+        )
+        if early is not None:
+            # Read here or by nobody (a halted transaction never asks): never unretrieved.
+            early.add_done_callback(_retrieve)
+
+        async def decide(state: AttemptState) -> AttemptDecisions:
+            verdicts: Verdicts = {}
+            if early is not None:
+                with contextlib.suppress(Exception):  # failed: verified now, under the lock
+                    verdicts = await early
+            late = [
+                candidate
+                for candidate in candidates(pending_keys(state), commands)
+                if (candidate[0], candidate[2], candidate[3]) not in verdicts
+            ]
+            if late:
+                verdicts |= await self._verifier.verify(late)
+            check = self._verifier.check(verdicts)
+            return decide_attempts(state, commands, now=now, signature_verifies=check)
+
+        self._last = self._store.submit(
+            {str(command.challenge_id) for command in commands},
+            {str(command.command_id) for command in commands},
+            decide,
+        )
+        return self._last
+
+    async def _verify_early(self, commands: Sequence[VerifySignature]) -> Verdicts:
+        keys = await self._store.pending_keys({str(command.challenge_id) for command in commands})
+        return await self._verifier.verify(candidates(keys, commands))
+
+    async def announce(
+        self, run: Sequence[Attempt], decisions: AttemptDecisions
+    ) -> list[Acknowledgement]:
+        """Hand the events and replies of ``run``'s stored decisions over; their
+        acknowledgements to wait for."""
+        acknowledgements: list[Acknowledgement] = []
+        for (command, partition), outcome in zip(run, decisions.outcomes, strict=True):
+            acknowledgements.append(await self._outbox.event(outcome.event_key, outcome.event_json))
+            if command.reply_to is not None:  # None: nobody waits (another producer)
+                reply = Reply(
+                    command_id=command.command_id,
+                    reply_to=command.reply_to,
+                    outcome="ok" if outcome.verified else "rejected",
+                    reason=outcome.reason,
+                    attempts_remaining=outcome.attempts_remaining,
+                )
+                acknowledgements.append(await self._outbox.reply(reply, partition))
+            VERIFICATION_OUTCOMES.labels(
+                "verified" if outcome.verified else "rejected", outcome.reason or "none"
+            ).inc()
+        return acknowledgements
+
+    async def handle(self, run: Sequence[Attempt]) -> list[Acknowledgement]:
+        """Decide ``run`` (after everything queued before it) and announce it."""
+        return await self.announce(run, await self.decide(run))
+
+    def resume(self) -> None:
+        """After a failure has been dealt with (the runs read again): decide again."""
+        self._store.resume()
+
+
+def _retrieve(future: asyncio.Future[Verdicts]) -> None:
+    if not future.cancelled():
+        future.exception()

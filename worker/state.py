@@ -1,0 +1,99 @@
+"""Stored state as plain values: what the store reads for a decision, and what it writes back.
+
+The decisions (:mod:`worker.decisions`) take these and return these; they never see a
+database row, a session or a connection. The store modules turn rows into them and them
+into statements.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.challenges import ChallengeStatus
+from schemas.devices import DeviceStatus
+from schemas.reasons import Reason
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    id: str
+    key_id: str
+    client_id: str
+    person_id: str
+    public_key: str  # hex of the SEC1 point
+    status: DeviceStatus
+
+    @property
+    def owner(self) -> tuple[str, str]:
+        """(client id, person id): the limit of bound devices counts per owner."""
+        return (self.client_id, self.person_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeState:
+    id: str
+    device: DeviceState
+    status: ChallengeStatus
+    failed_attempts: int
+    expires_at: datetime
+    # SHA-256 of the OTP while pending; None once the challenge left pending.
+    otp_digest: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttempt:
+    """An attempt counted before: one per distinct signature a pending challenge was given."""
+
+    verified: bool
+    number: int
+    event_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRefusal:
+    """An attempt refused without counting, kept so that a redelivery answers the same."""
+
+    reason: Reason
+    challenge_id: str
+    event_json: str
+
+
+# What a batch of attempts writes: each a row to insert or a row's new values.
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeChange:
+    id: str
+    status: ChallengeStatus
+    failed_attempts: int
+    # Leaving pending drops the OTP's digest (SPEC §4): None then.
+    otp_digest: bytes | None
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBound:
+    device_id: str
+    bound_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    challenge_id: str
+    signature: str
+    verified: bool
+    number: int
+    event_json: str
+    decided_at: datetime
+
+    @property
+    def outcome(self) -> str:
+        return "verified" if self.verified else "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRefusal:
+    command_id: str
+    challenge_id: str
+    reason: Reason
+    event_json: str
+    decided_at: datetime
