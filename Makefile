@@ -54,7 +54,7 @@ clean:
 # verifier against `openssl speed`, one worker draining 50,000 commands, open-loop latency
 # of the full stack and of its inline peer; prints a table and writes var/bench/summary.json
 # and var/bench/latency.png. Then the audit trail's cost. Starts and stops its own Kafka;
-# BENCH_ARGS=... passes flags (python -m deploy.bench --help).
+# BENCH_ARGS=... passes flags (python -m bench --help).
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
@@ -62,5 +62,5 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: kafka $(BENCH_STAMP)
-	$(BIN)/python -m deploy.bench $(BENCH_ARGS)
-	$(BIN)/python -m deploy.bench.audit
+	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.audit

@@ -1,4 +1,4 @@
-"""Benchmarks. ``python -m deploy.bench`` (``make bench``) runs issue 6's measurements and
+"""Benchmarks. ``python -m bench`` (``make bench``) runs issue 6's measurements and
 writes ``var/bench/summary.json``; each stage also runs alone, to measure one thing before
 and after a change:
 

@@ -1,4 +1,4 @@
-"""``python -m deploy.bench.audit``: what the audit trail costs per event.
+"""``python -m bench.audit``: what the audit trail costs per event.
 
 Starts its own Kafka broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), publishes ``--events``
 result events to a fresh topic, and times, in the same run:
@@ -31,7 +31,7 @@ from audit.verification import verify_chain
 from deploy.kafka import local_kafka
 from schemas.events import CloudEvent, EventType, SignatureAttempt
 from schemas.reasons import Reason
-from worker.database import create_engine
+from storage.engine import create_engine
 
 
 def _event(number: int) -> bytes:

@@ -1,8 +1,8 @@
-"""``python -m deploy.bench.drain``: how fast ONE worker process drains a backlog of
+"""``python -m bench.drain``: how fast ONE worker process drains a backlog of
 verification commands (issue 6's ``worker_drain_per_s``; goal >= 5,000/s).
 
 1. Seeds ``--commands`` (50,000) pending challenges into a fresh SQLite store
-   (:mod:`deploy.bench.seed`) and migrates it.
+   (:mod:`bench.seed`) and migrates it.
 2. Produces one ``VerifySignature`` per challenge, with the correct signature of its
    real OTP digest and ``reply_to`` set as the API sets it, to a fresh commands topic of
    ``--partitions`` (6, the worker's default) partitions: the whole backlog is there before
@@ -28,7 +28,7 @@ after a rebalance publishes its event again), the copies are reported, and any t
 claims.
 
 ``--profile`` attaches ``py-spy`` (the bench extra) to the worker once it has begun, and
-prints where its threads spent the drain (:mod:`deploy.bench.profiling`). Runs on its own
+prints where its threads spent the drain (:mod:`bench.profiling`). Runs on its own
 Kafka broker under ``var/bench/`` unless ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS``
 names one.
 """
@@ -50,17 +50,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.bench.processes import Child, Children, run_folder, stop_on_sigterm
-from deploy.bench.profiling import format_profile, parse_collapsed
-from deploy.bench.scrape import scrape
-from deploy.bench.seed import seed, verify_command
-from deploy.bench.stack import migrate, sqlite_url, stack_env
-from deploy.bench.topics import BenchTopics, OffsetWatch, create_topic, produce, read_all
+from sqlalchemy.engine import make_url
+
+from bench.cpu import cpu_seconds, kafka_pids
+from bench.databases import fresh_postgres, postgres_server, sqlite_url
+from bench.processes import ROOT, Child, Children, run_folder, stop_on_sigterm
+from bench.profiling import format_profile, parse_collapsed
+from bench.scrape import scrape
+from bench.seed import seed, seed_customers, verify_command
+from bench.stack import migrate, stack_env
+from bench.topics import BenchTopics, OffsetWatch, create_topic, produce, read_all
 from deploy.dev import devkeys
 from deploy.kafka import local_kafka
 from deploy.kafka.local_kafka import free_port
 
-VAR = Path(__file__).resolve().parents[2] / "var" / "bench"
+VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 VERIFIED = "mfa.device_binding.signature_verified"
 PROFILE_RATE_HZ = 100
 
@@ -116,7 +120,11 @@ class DrainResult:
     complete: bool
     budget_s: float | None
     partitions: int
-    consumers_per_process: int | None
+    database: str  # "sqlite" or "postgresql"
+    # Bound devices the store held before the drain (the customer base).
+    customers: int
+    # The checkout whose worker ran, when not this one (the baseline).
+    worker_source: str | None
     reply_to: bool
     seed_s: float
     produce_s: float
@@ -134,8 +142,15 @@ class DrainResult:
     # commands means commands were processed again (a rebalance, a retry).
     events: int
     distinct_event_ids: int
+    # Events published more than once: commands the worker decided again (a rebalance, a
+    # batch redone after a group join). A plain drain should redo nothing.
+    redone: int
     event_types: dict[str, int]
     peak_rss_kib: dict[str, int]
+    # The worker's CPU time (all threads) per command decided, from its first event on.
+    cpu_ms_per_command: float | None
+    # The broker's, over the same time (None when the broker is not this run's own).
+    kafka_cpu_ms_per_command: float | None
     # The worker's own histograms (count, mean ms), read from its /metrics at the end.
     worker_histograms: dict[str, dict[str, Any]] | None = field(default=None)
     profile: dict[str, Any] | None = field(default=None)
@@ -169,6 +184,10 @@ class _Watched:
     committed_at: float | None
     profiler: Child | None
     profiled_s: float
+    # CPU time of the worker process from its first event to the last commit seen.
+    cpu_s: float | None
+    # The same for the Kafka broker (None when it is not this run's own).
+    kafka_cpu_s: float | None
 
 
 async def _watch(
@@ -181,6 +200,7 @@ async def _watch(
     profile_out: Path | None,
     budget_s: float | None,
     give_up_after: float,
+    kafka_dir: Path | None,
 ) -> _Watched:
     """Poll until the group has committed every command (SPEC §6: only once its outcome is
     stored and its event published), or the budget, counted from the first event, is
@@ -190,6 +210,8 @@ async def _watch(
     await watch.start()
     profiler: Child | None = None
     first_seen: float | None = None
+    cpu_at_first: float | None = None
+    kafka_at_first: float | None = None
     committed = 0
     try:
         deadline = time.monotonic() + give_up_after
@@ -202,19 +224,41 @@ async def _watch(
                 break
             if first_seen is None and await watch.end(topics.events) > 0:
                 first_seen = time.monotonic()
+                cpu_at_first = cpu_seconds(worker.pid)
+                kafka_at_first = _kafka_cpu(kafka_dir)
                 if profile_out is not None:
                     profiler = _start_profiler(children, worker, profile_out)
             committed = await watch.committed(topics.group, topics.commands)
             await asyncio.sleep(0.2)
         done = time.monotonic()
+        cpu_at_end = cpu_seconds(worker.pid)
+        kafka_at_end = _kafka_cpu(kafka_dir)
         if profiler is not None:
             # SIGINT: py-spy writes what it has and exits.
             profiler.process.send_signal(signal.SIGINT)
         profiled = done - (first_seen or done)
         complete = committed >= commands
-        return _Watched(complete, time.time() if complete else None, profiler, profiled)
+        cpu = (
+            cpu_at_end - cpu_at_first
+            if cpu_at_end is not None and cpu_at_first is not None
+            else None
+        )
+        kafka = (
+            kafka_at_end - kafka_at_first
+            if kafka_at_end is not None and kafka_at_first is not None
+            else None
+        )
+        return _Watched(complete, time.time() if complete else None, profiler, profiled, cpu, kafka)
     finally:
         await watch.stop()
+
+
+def _kafka_cpu(kafka_dir: Path | None) -> float | None:
+    if kafka_dir is None:
+        return None
+    seconds = [cpu_seconds(pid) for pid in kafka_pids(kafka_dir)]
+    known = [value for value in seconds if value is not None]
+    return sum(known) if known else None
 
 
 async def _events_out(bootstrap: str, topic: str) -> int:
@@ -232,32 +276,45 @@ def run_drain(
     *,
     commands: int = 50_000,
     partitions: int = 6,
-    consumers_per_process: int | None = None,
+    database_url: str | None = None,
+    customers: int = 0,
+    worker_source: Path | None = None,
     reply_to: bool = True,
     profile: bool = False,
     budget_s: float | None = None,
     give_up_after: float = 1800.0,
+    kafka_dir: Path | None = None,
 ) -> DrainResult:
+    """One worker draining ``commands`` verifications. ``database_url``: a migrated-to-be,
+    empty database (default: a fresh SQLite file in ``workdir``); ``customers``: bound
+    devices stored before the drain; ``worker_source``: another checkout whose worker to run
+    (the baseline), with this one's harness."""
     workdir.mkdir(parents=True, exist_ok=True)
-    database = workdir / "drain.db"
-    for stale in workdir.glob("drain.db*"):
-        stale.unlink()
+    if database_url is None:
+        database = workdir / "drain.db"
+        for stale in workdir.glob("drain.db*"):
+            stale.unlink()
+        database_url = sqlite_url(database)
     topics = BenchTopics.fresh("drain")
     jwks = devkeys.ensure_keys(workdir / "keys")  # the worker needs none; stack_env wants one
-    env = stack_env(bootstrap=bootstrap, database=database, jwks=jwks, topics=topics)
+    env = stack_env(bootstrap=bootstrap, database_url=database_url, jwks=jwks, topics=topics)
     env["TOPIC_PARTITIONS"] = str(partitions)
-    if consumers_per_process is not None:
-        env["CONSUMERS_PER_PROCESS"] = str(consumers_per_process)
     probes = free_port()
     env["WORKER_HTTP_PORT"] = str(probes)
+    source = worker_source or ROOT
+    if worker_source is not None:
+        env["PYTHONPATH"] = str(worker_source)
 
-    print(f"drain: seeding {commands} pending challenges ...", flush=True)
     started = time.monotonic()
-    migrate(env)
-    tickets = asyncio.run(seed(sqlite_url(database), commands, migrate=False))
+    migrate(env, cwd=source)
+    if customers:
+        print(f"drain: storing a customer base of {customers:,} bound devices ...", flush=True)
+        seed_customers(database_url, customers)
+    print(f"drain: seeding {commands:,} pending challenges ...", flush=True)
+    tickets = seed(database_url, commands)
     seed_s = time.monotonic() - started
 
-    print(f"drain: producing {commands} commands to {topics.commands} ...", flush=True)
+    print(f"drain: producing {commands:,} commands to {topics.commands} ...", flush=True)
     started = time.monotonic()
     asyncio.run(create_topic(bootstrap, topics.commands, partitions))
     reply = "bench-drain" if reply_to else None
@@ -274,7 +331,7 @@ def run_drain(
         budget = f", at most {budget_s:.0f}s" if budget_s else ""
         print(f"drain: one worker on the backlog{budget} ...", flush=True)
         spawned = time.time()
-        worker = children.spawn("worker", ["-m", "worker"], env=env, role="worker")
+        worker = children.spawn("worker", ["-m", "worker"], env=env, role="worker", cwd=source)
         watched = asyncio.run(
             _watch(
                 bootstrap,
@@ -285,6 +342,7 @@ def run_drain(
                 profile_out=profile_out,
                 budget_s=budget_s,
                 give_up_after=give_up_after,
+                kafka_dir=kafka_dir,
             )
         )
         histograms = scrape(f"http://127.0.0.1:{probes}/metrics")
@@ -314,7 +372,9 @@ def run_drain(
         complete=watched.complete,
         budget_s=budget_s,
         partitions=partitions,
-        consumers_per_process=consumers_per_process,
+        database=make_url(database_url).get_backend_name(),
+        customers=customers,
+        worker_source=str(worker_source) if worker_source else None,
         reply_to=reply_to,
         seed_s=round(seed_s, 2),
         produce_s=round(produce_s, 2),
@@ -325,8 +385,15 @@ def run_drain(
         commit_trail_s=round(trail, 2) if trail is not None else None,
         events=events.events,
         distinct_event_ids=events.distinct_ids,
+        redone=events.events - events.decided,
         event_types=events.types,
         peak_rss_kib=peaks,
+        cpu_ms_per_command=(
+            round(1000 * watched.cpu_s / events.decided, 4) if watched.cpu_s else None
+        ),
+        kafka_cpu_ms_per_command=(
+            round(1000 * watched.kafka_cpu_s / events.decided, 4) if watched.kafka_cpu_s else None
+        ),
         worker_histograms=histograms,
         profile=summary,
     )
@@ -345,15 +412,19 @@ def print_result(result: DrainResult) -> None:
         " over those)"
     )
     print(
-        f"\ndrain: {result.commands} commands, one worker, {result.partitions} partitions"
-        f"{partial}\n"
+        f"\ndrain: {result.commands} commands, one worker, {result.partitions} partitions,"
+        f" {result.database}, {result.customers:,} customers stored"
+        + (f", the worker of {result.worker_source}" if result.worker_source else "")
+        + f"{partial}\n"
         f"  seed {result.seed_s:.1f}s, produce {result.produce_s:.1f}s,"
         f" worker start-up {result.startup_s:.1f}s\n"
         f"  first->last event {result.drain_s:.1f}s = {result.drain_per_s:,.0f} commands/s"
         f" ({result.per_s_from_spawn:,.0f}/s from spawn);"
         f" all committed {result.commit_trail_s}s after the last command's event\n"
+        f"  CPU ms per command: worker {result.cpu_ms_per_command},"
+        f" Kafka {result.kafka_cpu_ms_per_command}\n"
         f"  {result.events} events ({result.distinct_event_ids} distinct ids) for"
-        f" {result.drained} commands decided; peak RSS MiB"
+        f" {result.drained} commands decided ({result.redone} redone); peak RSS MiB"
         f" { {name: round(kib / 1024, 1) for name, kib in result.peak_rss_kib.items()} }",
         flush=True,
     )
@@ -371,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--commands", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--consumers-per-process", type=int, help="the worker's default if unset")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--customers", type=int, default=0, help="bound devices stored first")
+    parser.add_argument("--worker-source", type=Path, help="another checkout's worker to run")
     parser.add_argument("--no-reply-to", action="store_true", help="commands nobody waits for")
     parser.add_argument(
         "--budget-seconds",
@@ -387,13 +460,19 @@ def main(argv: list[str] | None = None) -> int:
     work = run_folder(VAR / "work")
     with ExitStack() as stack:
         bootstrap = args.bootstrap or stack.enter_context(local_kafka.running_kafka(work / "kafka"))
+        database_url = None
+        if args.database == "postgres":
+            database_url = fresh_postgres(stack.enter_context(postgres_server()))
         result = run_drain(
             bootstrap,
             work / "drain",
             commands=args.commands,
             partitions=args.partitions,
-            consumers_per_process=args.consumers_per_process,
+            database_url=database_url,
+            customers=args.customers,
+            worker_source=args.worker_source,
             reply_to=not args.no_reply_to,
+            kafka_dir=None if args.bootstrap else work / "kafka",
             profile=args.profile,
             budget_s=args.budget_seconds or None,
         )

@@ -1,13 +1,13 @@
-"""``python -m deploy.bench.e2e``: latency against offered load, open loop, for the full
+"""``python -m bench.e2e``: latency against offered load, open loop, for the full
 stack and for its inline peer (issue 6's ``e2e_vs_inline_throughput`` and
 ``e2e_p99_ms_at_500rps``).
 
 For each system (``--systems stack,inline``), started fresh on free ports
-(:mod:`deploy.bench.stack`):
+(:mod:`bench.stack`):
 
 1. a warm-up of 2 s at 10 requests/s, not recorded (connections, caches, Kafka metadata);
 2. the ladder: ``--rates`` in order, ``--step-seconds`` (10) each, every step a separate
-   load-generator process (:mod:`deploy.bench.loadgen`) offering a fixed arrival rate of
+   load-generator process (:mod:`bench.loadgen`) offering a fixed arrival rate of
    ``PUT /v1/mfa/challenges/signatures/{id}`` with correct signatures (a step at a low
    rate lasts long enough for ``--min-requests``, 100, so that its p99 is not simply its
    slowest request). The ladder stops
@@ -19,7 +19,7 @@ For each system (``--systems stack,inline``), started fresh on free ports
 3. the full stack only: ``--at-rate`` (500) requests/s for ``--at-seconds`` (10), whatever
    the ladder found, for ``e2e_p99_ms_at_500rps``.
 
-Before each step its challenges are seeded (:mod:`deploy.bench.seed`: every request
+Before each step its challenges are seeded (:mod:`bench.seed`: every request
 verifies a pending challenge with the correct signature of its OTP, the realistic and most
 expensive path), and the stack's workers must have committed every earlier command: an
 overloaded step's backlog would otherwise be charged to the next one.
@@ -42,24 +42,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.bench.processes import Children, run_folder, stop_on_sigterm
-from deploy.bench.scrape import scrape
-from deploy.bench.seed import BENCH_CLIENT_ID, seed, write_tickets
-from deploy.bench.stack import (
+from bench.cpu import kafka_pids, snapshot
+from bench.databases import sqlite_url
+from bench.processes import Children, run_folder, stop_on_sigterm
+from bench.scrape import scrape
+from bench.seed import BENCH_CLIENT_ID, seed, write_tickets
+from bench.stack import (
     migrate,
-    sqlite_url,
     stack_env,
     start_full_stack,
     start_inline_peer,
 )
-from deploy.bench.stats import StepStats, highest_sustainable, ladder_exhausted, requests_in
-from deploy.bench.stats import step_stats as summarise
-from deploy.bench.topics import BenchTopics, OffsetWatch
+from bench.stats import StepStats, highest_sustainable, ladder_exhausted, requests_in
+from bench.stats import step_stats as summarise
+from bench.topics import BenchTopics, OffsetWatch
+from bench.warmup import warm_broker
 from deploy.dev import devkeys
 from deploy.kafka import local_kafka
 from deploy.kafka.local_kafka import free_port
 
-VAR = Path(__file__).resolve().parents[2] / "var" / "bench"
+VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 DEFAULT_RATES = (5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 800, 1000)
 SYSTEMS = ("stack", "inline")
 WARMUP_RATE, WARMUP_SECONDS = 10.0, 2.0
@@ -80,6 +82,8 @@ class SystemResult:
     histograms: dict[str, dict[str, dict[str, dict[str, Any]] | None]] = field(default_factory=dict)
     # Seconds the stack's workers needed to catch up after a step, by offered rate.
     catch_up_s: dict[str, float] = field(default_factory=dict)
+    # The fixed-rate CPU run: CPU seconds of each process (Kafka included) over its requests.
+    cpu: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +96,7 @@ class SystemResult:
             "peak_rss_by_role_kib": self.peak_rss_by_role_kib,
             "histograms": self.histograms,
             "catch_up_s": self.catch_up_s,
+            "cpu": self.cpu,
         }
 
 
@@ -111,7 +116,7 @@ def _run_step(
     target: Target, workdir: Path, token_file: Path, rate: float, seconds: float
 ) -> StepStats:
     count = requests_in(rate, seconds)
-    tickets = asyncio.run(seed(sqlite_url(target.database), count, migrate=False))
+    tickets = seed(sqlite_url(target.database), count)
     label = f"{target.system}-{rate:g}"
     tickets_file = workdir / "tickets" / f"{label}.jsonl"
     write_tickets(tickets_file, tickets)
@@ -120,7 +125,7 @@ def _run_step(
         f"loadgen-{label}",
         [
             "-m",
-            "deploy.bench.loadgen",
+            "bench.loadgen",
             *("--url", target.url, "--tickets", str(tickets_file)),
             *("--token-file", str(token_file), "--rate", f"{rate:g}"),
             *("--duration", f"{seconds:g}", "--system", target.system, "--out", str(out)),
@@ -143,6 +148,44 @@ def _run_step(
         send_lags_ms=samples["send_lag_ms"],
         wall_s=samples["wall_s"],
     )
+
+
+def _cpu_run(
+    target: Target,
+    workdir: Path,
+    token_file: Path,
+    rate: float,
+    seconds: float,
+    kafka_dir: Path | None,
+) -> dict[str, Any]:
+    """A fixed-rate step with every stack process's CPU time taken before and after: the
+    API, the workers and the Kafka broker (found under ``kafka_dir``), the load generator
+    not. The workers must also have committed the step's commands, so their part is whole."""
+    pids = {child.name: child.pid for child in target.children.running}
+    for pid in kafka_pids(kafka_dir) if kafka_dir else []:
+        pids[f"kafka-{pid}"] = pid
+    before = snapshot(pids.values())
+    step = _run_step(target, workdir, token_file, rate, seconds)
+    target.settle()
+    after = snapshot(pids.values())
+    used = {
+        name: round(after[pid] - before[pid], 3)
+        for name, pid in pids.items()
+        if pid in before and pid in after
+    }
+    answered = step.requests - step.errors
+    total = sum(used.values())
+    _print_step(step)
+    print(f"  CPU over {answered} requests: {used} s", flush=True)
+    return {
+        "rate": rate,
+        "requests": answered,
+        "errors": step.errors,
+        "cpu_seconds": used,
+        "kafka_included": any(name.startswith("kafka-") for name in used),
+        "cpu_ms_per_request": round(1000 * total / answered, 3) if answered else None,
+        "step": step.as_dict(),
+    }
 
 
 def scrape_all(endpoints: dict[str, str]) -> dict[str, dict[str, dict[str, Any]] | None]:
@@ -244,6 +287,8 @@ def run_system(
     workers: int,
     refine: int,
     min_requests: int,
+    cpu_rate: float = 0.0,
+    kafka_dir: Path | None = None,
 ) -> SystemResult:
     workdir.mkdir(parents=True, exist_ok=True)
     keys = workdir / "keys"
@@ -260,7 +305,9 @@ def run_system(
             if bootstrap is None:
                 raise ValueError("the full stack needs Kafka")
             topics = BenchTopics.fresh("e2e")
-            env = stack_env(bootstrap=bootstrap, database=database, jwks=jwks, topics=topics)
+            env = stack_env(
+                bootstrap=bootstrap, database_url=sqlite_url(database), jwks=jwks, topics=topics
+            )
             migrate(env)
             ports = [free_port() for _ in range(workers)]
             url = start_full_stack(children, env, topics=topics, worker_ports=ports)
@@ -298,6 +345,10 @@ def run_system(
             print("  fixed rate:", flush=True)
             _print_step(result.fixed)
             result.histograms[f"after fixed {at_rate:g}/s"] = scrape_all(metrics)
+        if system == "stack" and cpu_rate > 0:
+            result.catch_up_s[f"before cpu {cpu_rate:g}"] = round(settle(), 2)
+            time.sleep(settle_seconds)
+            result.cpu = _cpu_run(target, workdir, token_file, cpu_rate, at_seconds, kafka_dir)
         children.stop_all()
         result.peak_rss_kib = {
             name: kib for name, kib in children.peaks_kib.items() if not name.startswith("loadgen")
@@ -321,6 +372,8 @@ def run_e2e(
     workers: int = 2,
     refine: int = 2,
     min_requests: int = MIN_REQUESTS,
+    cpu_rate: float = 200.0,
+    kafka_dir: Path | None = None,
 ) -> dict[str, Any]:
     results = {}
     for system in systems:
@@ -337,6 +390,8 @@ def run_e2e(
             workers=workers,
             refine=refine,
             min_requests=min_requests,
+            cpu_rate=cpu_rate,
+            kafka_dir=kafka_dir,
         ).as_dict()
     return {
         "rates": list(rates),
@@ -346,6 +401,7 @@ def run_e2e(
         "workers": workers,
         "refine": refine,
         "min_requests": min_requests,
+        "cpu_rate": cpu_rate,
         "systems": results,
     }
 
@@ -377,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="stack,inline")
     parser.add_argument("--at-rate", type=float, default=500.0, help="0: skip the fixed run")
     parser.add_argument("--at-seconds", type=float, default=10.0)
+    parser.add_argument("--cpu-rate", type=float, default=200.0, help="0: skip the CPU run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after the ladder")
     parser.add_argument(
@@ -392,8 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     work = run_folder(VAR / "work")
     with ExitStack() as stack:
         bootstrap = args.bootstrap
+        kafka_dir = None
         if bootstrap is None and "stack" in systems:
             bootstrap = stack.enter_context(local_kafka.running_kafka(work / "kafka"))
+            kafka_dir = work / "kafka"
+            warm_broker(bootstrap)
         result = run_e2e(
             bootstrap,
             work / "e2e",
@@ -406,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             refine=args.refine,
             min_requests=args.min_requests,
+            cpu_rate=args.cpu_rate,
+            kafka_dir=kafka_dir,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

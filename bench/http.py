@@ -1,8 +1,8 @@
-"""``python -m deploy.bench.http``: latency and throughput of the product over HTTP.
+"""``python -m bench.http``: latency and throughput of the product over HTTP.
 
 A closed-loop smoke test against a running ``make run``, kept for a quick look at a live
 stack; it is not part of ``make bench``. Closed loop (``--concurrency`` requests in flight)
-hides stalls (coordinated omission): the measurements of record are ``deploy.bench.e2e``'s
+hides stalls (coordinated omission): the measurements of record are ``bench.e2e``'s
 open-loop ladders, which start their own stack.
 
 Runs against the stack of ``make run`` (API on 127.0.0.1:8000, Kafka on 127.0.0.1:9092):

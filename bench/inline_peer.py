@@ -1,29 +1,30 @@
-"""``python -m deploy.bench.inline_peer``: the baseline of the end-to-end benchmark, the API
-with the worker's decision taken inside the request, no Kafka.
+"""``python -m bench.inline_peer``: the baseline of the end-to-end benchmark, the API with the
+worker's decisions taken inside the API process, no Kafka.
 
 The same FastAPI routes, authentication, request ids, error answers and middlewares as
-``api.app.create_app``, the same ``BindingService`` and store as the worker; only the
-gateway differs. Where the real API publishes the command to Kafka and waits for a
-worker's reply on the replies topic, :class:`InlineGateway` hands the very same command
-object (built by the same route) to ``BindingService.handle`` in-process, with an
-:class:`InMemoryOutbox` whose ``reply()`` keeps the reply for the request to answer from
-(events and OTPs go nowhere: publishing them is the Kafka work this peer leaves out).
+``api.app.create_app`` (both get them from ``api.app.serve_routes``), and the same store and
+decisions as the worker: signature attempts go through :class:`~worker.attempts.runs.
+AttemptRuns` on the same batched attempt store, every other command through
+``BindingService``. Only the gateway differs: where the real API publishes the command to
+Kafka and waits for a worker's reply, :class:`InlineGateway` queues it in-process, and one
+task decides whatever attempts have queued up as one run (a group commit: the best a user
+could write without Kafka, so that the comparison is not against a straw man). Events and
+OTPs are counted and dropped: publishing them is the Kafka work this peer leaves out.
+
 So the ratio of the two systems' sustainable rates is what the architecture (two Kafka
-round trips, a separate worker process, acks=all) costs against doing "the same
-verification and store update, synchronously" (issue 6).
+round trips, a separate worker process, acks=all) costs against doing the same verification
+and store update in the request's own process.
 
 Configuration from the environment, as the two processes it stands for read it:
 ``AUTH_JWKS_FILE``, ``AUTH_ISSUER``, ``AUTH_AUDIENCE`` (api.settings), ``DATABASE_URL``,
 ``AUTO_MIGRATE`` and ``CHALLENGE_TTL_SECONDS`` (worker.settings), ``API_HOST``/``API_PORT``.
 Served like ``python -m api``: uvicorn, one process, the same logging.
-
-Both apps get their routes, error answers and middlewares from ``api.app.serve_routes``, so
-the comparison stays like for like.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,12 +38,18 @@ from api.app import serve_routes
 from api.errors import ServiceUnavailable
 from api.jwks import KeySet
 from api.settings import ServerSettings, Settings
-from schemas.commands import Command
+from schemas.commands import Command, VerifySignature
 from schemas.otp import OtpDelivery
 from schemas.replies import Reply
+from storage.engine import create_engine
+from storage.migrations import prepare_database
 from telemetry.logs import configure_logging
-from worker.binding import BindingService
-from worker.database import create_engine, prepare_database
+from worker.attempts.runs import Attempt, AttemptRuns
+from worker.attempts.store import attempt_store
+from worker.attempts.verification import BatchVerifier
+from worker.binding import BindingService, utc_now
+from worker.migrations import WORKER_MIGRATIONS
+from worker.outbox import Acknowledgement
 from worker.settings import WorkerSettings
 from worker.store import Store
 
@@ -51,32 +58,48 @@ logger = logging.getLogger(__name__)
 INSTANCE_ID = "inline-peer"
 
 
+def _acknowledged() -> Acknowledgement:
+    done: Acknowledgement = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
 class InMemoryOutbox:
-    """The worker's :class:`~worker.binding.Outbox` without Kafka: replies kept for the
-    request that waits for them, events and OTPs counted and dropped."""
+    """The worker's outbox without Kafka: each reply resolves the request waiting for it;
+    events and OTPs are counted and dropped."""
 
     def __init__(self) -> None:
-        self.replies: dict[UUID, Reply] = {}
+        self.waiting: dict[UUID, asyncio.Future[Reply]] = {}
         self.events = 0
         self.otps = 0
 
-    async def publish_event(self, key: str, event_json: str) -> None:
+    async def event(self, key: str, event_json: str) -> Acknowledgement:
         self.events += 1
+        return _acknowledged()
 
     async def deliver_otp(self, delivery: OtpDelivery) -> None:
         self.otps += 1
 
-    async def reply(self, reply: Reply) -> None:
-        self.replies[reply.command_id] = reply
+    async def reply(self, reply: Reply, partition: int | None) -> Acknowledgement:
+        future = self.waiting.get(reply.command_id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+        return _acknowledged()
 
 
 class InlineGateway:
     """The API's :class:`~api.gateway.Gateway`, deciding in-process instead of over Kafka."""
 
-    def __init__(self, service: BindingService, outbox: InMemoryOutbox, retry_after: int) -> None:
+    def __init__(
+        self, runs: AttemptRuns, service: BindingService, outbox: InMemoryOutbox, retry_after: int
+    ) -> None:
+        self._runs = runs
         self._service = service
         self._outbox = outbox
         self._retry_after = retry_after
+        self._queued: list[Attempt] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def instance_id(self) -> str:
@@ -89,14 +112,46 @@ class InlineGateway:
     async def reachable(self) -> bool:
         return True
 
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._decide_forever(), name="inline-attempts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
     async def send(self, command: Command) -> Reply:
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._outbox.waiting[command.command_id] = reply
         try:
-            await self._service.handle(command)
-        except Exception:
-            # The worker would retry, and the API answer 503 after its wait: the same answer.
-            logger.exception("command %s failed", command.command_id)
-            raise ServiceUnavailable(self._retry_after) from None
-        return self._outbox.replies.pop(command.command_id)
+            if isinstance(command, VerifySignature):
+                self._queued.append((command, None))
+                self._arrived.set()
+            else:
+                try:
+                    await self._service.handle(command)
+                except Exception:
+                    logger.exception("command %s failed", command.command_id)
+                    raise ServiceUnavailable(self._retry_after) from None
+            return await reply
+        finally:
+            del self._outbox.waiting[command.command_id]
+
+    async def _decide_forever(self) -> None:
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            run, self._queued = self._queued, []
+            try:
+                await self._runs.handle(run)
+            except Exception:
+                # The worker would retry, and the API answer 503 after its wait: the same.
+                logger.exception("a run of %d attempts failed", len(run))
+                for command, _ in run:
+                    waiting = self._outbox.waiting.get(command.command_id)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_exception(ServiceUnavailable(self._retry_after))
 
 
 def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> FastAPI:
@@ -107,20 +162,23 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
         app.state.keys = keys
         refreshing = asyncio.create_task(keys.refresh_forever(), name="jwks-refresh")
         engine = create_engine(worker_settings.database_url)
-        await prepare_database(engine, migrate=worker_settings.auto_migrate)
+        await prepare_database(engine, WORKER_MIGRATIONS, migrate=worker_settings.auto_migrate)
         outbox = InMemoryOutbox()
-        store = Store(engine)
-        service = BindingService(
-            store,
-            outbox,
-            challenge_ttl=timedelta(seconds=worker_settings.challenge_ttl_seconds),
-        )
-        app.state.gateway = InlineGateway(service, outbox, settings.retry_after_seconds)
+        ttl = timedelta(seconds=worker_settings.challenge_ttl_seconds)
+        service = BindingService(Store(engine), outbox, challenge_ttl=ttl)
+        store = attempt_store(worker_settings.database_url)
+        verifier = BatchVerifier(worker_settings.verify_processes)
+        runs = AttemptRuns(store, outbox, verifier=verifier, clock=utc_now)
+        gateway = InlineGateway(runs, service, outbox, settings.retry_after_seconds)
+        gateway.start()
+        app.state.gateway = gateway
         try:
             yield
         finally:
             refreshing.cancel()
+            await gateway.stop()
             await store.close()
+            verifier.close()
             await engine.dispose()
 
     app = FastAPI(title="Device-binding inline peer (benchmark baseline)", lifespan=lifespan)
@@ -139,6 +197,9 @@ def main() -> None:
         lifespan="on",
         server_header=False,
         log_config=None,
+        # As python -m api serves: the same parser and event loop on both sides.
+        loop="uvloop",
+        http="httptools",
     )
 
 

@@ -1,11 +1,11 @@
-"""``python -m deploy.bench.loadgen``: an open-loop load generator, in a process of its own.
+"""``python -m bench.loadgen``: an open-loop load generator, in a process of its own.
 
 Sends ``PUT /v1/mfa/challenges/signatures/{id}`` with correct signatures (tickets written
-by :mod:`deploy.bench.seed`) at a fixed arrival rate for a fixed time, and writes, per
+by :mod:`bench.seed`) at a fixed arrival rate for a fixed time, and writes, per
 request, its intended send time, its latency from that intended time, how late it was
 actually sent, and its HTTP status (0: timed out, -1: connection failed)::
 
-    python -m deploy.bench.loadgen --url http://127.0.0.1:8000 --tickets t.jsonl \\
+    python -m bench.loadgen --url http://127.0.0.1:8000 --tickets t.jsonl \\
         --token-file token.txt --rate 200 --duration 10 --out step.json
 
 Why open loop: a closed-loop client (N requests in flight, the next sent when one
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from deploy.bench.seed import Ticket, read_tickets
-from deploy.bench.stats import requests_in, schedule, step_stats
+from bench.seed import Ticket, read_tickets
+from bench.stats import requests_in, schedule, step_stats
 
 _HEAD_LIMIT = 64 * 1024
 

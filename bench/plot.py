@@ -15,7 +15,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from deploy.bench.stats import P99_LIMIT_MS
+from bench.stats import P99_LIMIT_MS
 
 _PERCENTILES = (("p50_ms", "p50", ":"), ("p99_ms", "p99", "-"), ("p999_ms", "p99.9", "--"))
 _COLOURS = {"stack": "tab:blue", "inline": "tab:orange"}
@@ -87,6 +87,42 @@ def draw_latency(e2e: dict[str, Any], path: Path) -> bool:
     axes.set_title(f"PUT signature: latency against offered load ({e2e['step_seconds']:g} s steps)")
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def draw_profile(before: dict[str, Any], after: dict[str, Any], path: Path) -> bool:
+    """``var/bench/worker_profile.png``: where a draining worker's CPU time goes, before and
+    after, as milliseconds of CPU per 1,000 commands per stage (py-spy samples of every
+    thread, shares scaled by each run's CPU time per command). Each argument is a drain
+    result with its ``profile`` and ``cpu_ms_per_command``."""
+    try:
+        plt = _pyplot()
+    except ImportError:
+        print("matplotlib is missing (pip install -e '.[bench]'): no worker_profile.png")
+        return False
+    runs = [("before", before), ("after", after)]
+    stages = list(after["profile"]["stages_percent"])
+    figure, axes = plt.subplots(figsize=(9, 5), dpi=120)
+    left = [0.0, 0.0]
+    colours = plt.get_cmap("tab10")
+    for index, stage in enumerate(stages):
+        widths = [
+            run["cpu_ms_per_command"] * 1000 * run["profile"]["stages_percent"].get(stage, 0) / 100
+            for _, run in runs
+        ]
+        axes.barh(
+            [label for label, _ in runs], widths, left=left, color=colours(index), label=stage
+        )
+        left = [start + width for start, width in zip(left, widths, strict=True)]
+    for row, total in enumerate(left):
+        axes.text(total, row, f" {total:,.0f} ms", va="center")
+    axes.set_xlabel("worker CPU ms per 1,000 commands drained (all threads)")
+    axes.set_title("Where a draining worker's time goes (py-spy)")
+    axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 STOP_GRACE_SECONDS = 25.0
 _PR_SET_PDEATHSIG = 1
@@ -141,15 +141,17 @@ class Children:
         env: Mapping[str, str] | None = None,
         role: str = "other",
         python: bool = True,
+        cwd: Path = ROOT,
     ) -> Child:
-        """Start ``python args...`` (or ``args`` itself if not ``python``) from the repo root."""
+        """Start ``python args...`` (or ``args`` itself if not ``python``) in ``cwd`` (the
+        repository's root unless another checkout's code is to run)."""
         command = [PYTHON, *args] if python else list(args)
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command,
                 env={**os.environ, **(env or {})},
-                cwd=ROOT,
+                cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -22,6 +22,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+# Where a sample's time went, by what its stack holds; the first stage that matches wins, so
+# the order matters (a signature verified inside the store's transaction is verification).
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ECDSA verification", ("worker/verify.py",)),
+    ("events and replies (pydantic, JSON, ids)", ("worker/events.py", "pydantic", "uuid.py")),
+    (
+        "database (SQLAlchemy, sqlite3, asyncpg)",
+        ("sqlalchemy/", "sqlite", "asyncpg", "worker/store.py", "attempt"),
+    ),
+    ("Kafka client (aiokafka)", ("aiokafka/",)),
+    ("FastStream", ("faststream/", "fast_depends/")),
+    ("decisions and the rest of the worker", ("worker/",)),
+    ("event loop, threads, other", ()),
+)
+
 _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 _THREAD = re.compile(r"^(?:thread|process) \((?P<id>[^)]*)\)")
 
@@ -40,6 +55,7 @@ class Profile:
     by_thread: Counter[str] = field(default_factory=Counter)
     inclusive: Counter[str] = field(default_factory=Counter)
     self_samples: Counter[str] = field(default_factory=Counter)
+    by_stage: Counter[str] = field(default_factory=Counter)
 
     def as_dict(
         self, *, top: int = 30, rate_hz: float | None = None, seconds: float | None = None
@@ -62,6 +78,7 @@ class Profile:
                 {"function": name, "percent": share(count)}
                 for name, count in self.self_samples.most_common(top)
             ],
+            "stages_percent": {name: share(self.by_stage[name]) for name, _ in STAGES},
         }
 
 
@@ -88,7 +105,16 @@ def parse_collapsed(lines: Iterable[str], *, main_thread: str | None = None) -> 
         for name in dict.fromkeys(function_of(frame) for frame in frames):
             profile.inclusive[name] += count
         profile.self_samples[function_of(frames[-1])] += count
+        profile.by_stage[stage_of(frames)] += count
     return profile
+
+
+def stage_of(frames: list[str]) -> str:
+    """The :data:`STAGES` entry a stack (root first) belongs to."""
+    for name, markers in STAGES:
+        if not markers or any(marker in frame for frame in frames for marker in markers):
+            return name
+    return STAGES[-1][0]
 
 
 def format_profile(summary: dict[str, Any], *, top: int = 25) -> str:
@@ -101,4 +127,7 @@ def format_profile(summary: dict[str, Any], *, top: int = 25) -> str:
     lines.append(f"{'self %':>12}  function")
     for row in summary["top_self"][:top]:
         lines.append(f"{row['percent']:>12.1f}  {row['function']}")
+    lines.append(f"{'samples %':>12}  stage")
+    for name, percent in summary.get("stages_percent", {}).items():
+        lines.append(f"{percent:>12.1f}  {name}")
     return "\n".join(lines)

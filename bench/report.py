@@ -1,10 +1,10 @@
-"""``python -m deploy.bench.report``: issue 6's summary, from the stage results on disk.
+"""``python -m bench.report``: issue 6's summary, from the stage results on disk.
 
 Each stage writes its own result (``var/bench/verify.json``, ``drain.json``, ``e2e.json``);
 this module turns whichever are present into ``var/bench/summary.json`` (the five headline
 numbers, the raw numbers behind each, the goals and whether they are met, the machine's
 cores and the versions), the printed table and ``var/bench/latency.png``. So after
-re-running one stage alone, ``python -m deploy.bench.report`` rebuilds the summary; each
+re-running one stage alone, ``python -m bench.report`` rebuilds the summary; each
 stage's result carries its own time, and the summary lists them (with the last full run's
 start, wall time and failures, kept in ``var/bench/run.json``).
 
@@ -24,8 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-VAR = Path(__file__).resolve().parents[2] / "var" / "bench"
+VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
+# Each stage's result file, var/bench/<stage>.json.
+STAGES = ("verify", "drain", "drain_postgres", "drain_1m", "drain_before", "drain_after", "e2e")
 FIXED_RATE = 500.0
+IDLE_RATE = 5.0
 API_AND_WORKER_ROLES = ("api", "worker")
 
 
@@ -51,10 +54,19 @@ GOALS: dict[str, Goal] = {
     "worker_drain_per_s": Goal(
         ">=", 5000, "commands/s one worker process drains from a 50,000-command backlog"
     ),
+    "worker_drain_postgres_per_s": Goal(">=", 3000, "the same drain, the store on PostgreSQL"),
+    "drain_redone": Goal("<=", 0, "events of the plain drain published more than once"),
     "e2e_vs_inline_throughput": Goal(
         ">=", 0.6, "full stack / inline peer, highest offered rate with p99 < 100 ms, no errors"
     ),
     "e2e_p99_ms_at_500rps": Goal("<=", 25, "full stack p99 latency (ms), open loop at 500/s"),
+    "idle_p50_ms": Goal("<=", 5, "full stack p50 latency (ms) of a PUT at 5 requests/s"),
+    "cpu_ms_per_request": Goal(
+        "<=", 2.0, "CPU ms of every stack process (Kafka included) per PUT, at 200/s"
+    ),
+    "drain_at_1m_devices_ratio": Goal(
+        ">=", 0.9, "drain rate with 1,000,000 devices stored / with an empty store"
+    ),
     "max_rss_mib": Goal("<=", 200, "peak resident memory (MiB) of any API or worker process"),
 }
 
@@ -89,6 +101,36 @@ def _drain(drain: dict[str, Any] | None) -> tuple[float | None, dict[str, Any] |
         return None, None
     raw = {key: value for key, value in drain.items() if key != "profile"}
     return drain["drain_per_s"], raw
+
+
+def _idle(e2e: dict[str, Any] | None) -> tuple[float | None, dict[str, Any] | None]:
+    stack = e2e["systems"].get("stack") if e2e else None
+    steps = [step for step in stack["steps"] if step["rate"] == IDLE_RATE] if stack else []
+    if not steps:
+        return None, None
+    return steps[0]["p50_ms"], steps[0]
+
+
+def _cpu(e2e: dict[str, Any] | None) -> tuple[float | None, dict[str, Any] | None]:
+    stack = e2e["systems"].get("stack") if e2e else None
+    cpu = stack.get("cpu") if stack else None
+    if not cpu:
+        return None, None
+    raw = {key: value for key, value in cpu.items() if key != "step"}
+    return cpu["cpu_ms_per_request"], raw
+
+
+def _ratio(
+    part: dict[str, Any] | None, whole: dict[str, Any] | None
+) -> tuple[float | None, dict[str, Any] | None]:
+    if part is None or whole is None or not whole["drain_per_s"]:
+        return None, None
+    raw = {
+        "with_customers_per_s": part["drain_per_s"],
+        "customers": part["customers"],
+        "empty_store_per_s": whole["drain_per_s"],
+    }
+    return round(part["drain_per_s"] / whole["drain_per_s"], 4), raw
 
 
 def _sustainable(system: dict[str, Any] | None) -> float | None:
@@ -162,27 +204,48 @@ def build_summary(
     machine: dict[str, Any],
     versions: dict[str, Any],
     run: dict[str, Any] | None = None,
+    drain_postgres: dict[str, Any] | None = None,
+    drain_customers: dict[str, Any] | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Issue 6's summary.json: the five numbers, then raw numbers, goals, cores, versions."""
+    """summary.json: the headline numbers, then raw numbers, goals, cores, versions, and the
+    baseline (the code before the batched pipeline) measured in the same run."""
     verify_ratio, verify_raw = _verify(verify)
     drain_rate, drain_raw = _drain(drain)
+    postgres_rate, postgres_raw = _drain(drain_postgres)
     throughput, throughput_raw, p99, fixed_raw = _e2e(e2e)
+    idle, idle_raw = _idle(e2e)
+    cpu, cpu_raw = _cpu(e2e)
+    customers_ratio, customers_raw = _ratio(drain_customers, drain)
     rss, rss_raw = _rss(drain, e2e)
     values: dict[str, float | None] = {
         "verify_vs_openssl": verify_ratio,
         "worker_drain_per_s": drain_rate,
+        "worker_drain_postgres_per_s": postgres_rate,
+        "drain_redone": float(drain["redone"]) if drain else None,
         "e2e_vs_inline_throughput": throughput,
         "e2e_p99_ms_at_500rps": p99,
+        "idle_p50_ms": idle,
+        "cpu_ms_per_request": cpu,
+        "drain_at_1m_devices_ratio": customers_ratio,
         "max_rss_mib": rss,
     }
     summary: dict[str, Any] = dict(values)
     summary["raw"] = {
         "verify_vs_openssl": verify_raw,
         "worker_drain_per_s": drain_raw,
+        "worker_drain_postgres_per_s": postgres_raw,
+        "drain_redone": (
+            {"events": drain["events"], "commands": drain["drained"]} if drain else None
+        ),
         "e2e_vs_inline_throughput": throughput_raw,
         "e2e_p99_ms_at_500rps": fixed_raw,
+        "idle_p50_ms": idle_raw,
+        "cpu_ms_per_request": cpu_raw,
+        "drain_at_1m_devices_ratio": customers_raw,
         "max_rss_mib": rss_raw,
     }
+    summary["baseline"] = _baseline(baseline, drain)
     summary["goals"] = {
         key: {"goal": goal.text(), "met": goal.met(values[key]), "meaning": goal.meaning}
         for key, goal in GOALS.items()
@@ -193,6 +256,30 @@ def build_summary(
     summary["run"] = run or {}
     cleaned: dict[str, Any] = finite(summary)
     return cleaned
+
+
+def _baseline(
+    baseline: dict[str, Any] | None, drain: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The worker before the batched pipeline, drained in this run, beside today's."""
+    if baseline is None:
+        return None
+    before = baseline["before"]
+    after = baseline.get("after")
+    return {
+        "source": before.get("worker_source"),
+        "commands": before["drained"],
+        "drain_per_s": before["drain_per_s"],
+        "redone": before["redone"],
+        "cpu_ms_per_command": before["cpu_ms_per_command"],
+        "stages_percent": (before.get("profile") or {}).get("stages_percent"),
+        "after_drain_per_s": after["drain_per_s"] if after else None,
+        "after_cpu_ms_per_command": after["cpu_ms_per_command"] if after else None,
+        "after_stages_percent": ((after or {}).get("profile") or {}).get("stages_percent"),
+        "drain_speed_up": (
+            round(drain["drain_per_s"] / before["drain_per_s"], 2) if drain else None
+        ),
+    }
 
 
 def _number(value: float | None) -> str:
@@ -230,6 +317,21 @@ def _raw_text(key: str, summary: dict[str, Any]) -> str:
         return (
             f"at {raw['rate']:g}/s: p50 {_number(raw['p50_ms'])}, p99.9 {_number(raw['p999_ms'])}"
             f" ms; {raw['errors']} errors of {raw['requests']}"
+        )
+    if key == "worker_drain_postgres_per_s":
+        return f"{raw['drained']:,} of {raw['commands']:,} in {raw['drain_s']:.1f} s"
+    if key == "drain_redone":
+        return f"{raw['events']:,} events for {raw['commands']:,} commands"
+    if key == "idle_p50_ms":
+        return f"p99 {_number(raw['p99_ms'])} ms over {raw['requests']} requests"
+    if key == "cpu_ms_per_request":
+        parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in raw["cpu_seconds"].items())
+        kafka = "" if raw["kafka_included"] else " (Kafka not measured)"
+        return f"{raw['requests']:,} requests at {raw['rate']:g}/s; CPU s {parts}{kafka}"
+    if key == "drain_at_1m_devices_ratio":
+        return (
+            f"{raw['with_customers_per_s']:,.0f}/s with {raw['customers']:,} devices vs"
+            f" {raw['empty_store_per_s']:,.0f}/s"
         )
     if key == "max_rss_mib":
         peaks = raw["api_and_worker_peak_mib"]
@@ -287,6 +389,22 @@ def format_ladders(e2e: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def format_baseline(baseline: dict[str, Any] | None) -> str:
+    if baseline is None:
+        return "baseline: not measured in this run"
+    lines = [
+        f"baseline (the worker of {baseline['source']}) against today's, same harness, same run:",
+        f"  drain {baseline['drain_per_s']:,.0f}/s ({baseline['commands']:,} commands,"
+        f" {baseline['redone']:,} redone, {baseline['cpu_ms_per_command']} CPU ms/command)"
+        f" -> today {baseline['after_drain_per_s']}/s"
+        f" ({baseline['after_cpu_ms_per_command']} CPU ms/command)",
+    ]
+    before, after = baseline["stages_percent"] or {}, baseline["after_stages_percent"] or {}
+    for stage in dict.fromkeys([*before, *after]):
+        lines.append(f"  {stage:<45} {before.get(stage, 0):5.1f}% -> {after.get(stage, 0):5.1f}%")
+    return "\n".join(lines)
+
+
 def _load(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -304,10 +422,10 @@ def write_report(
     folder: Path = VAR, *, run: dict[str, Any] | None = None, external_kafka: bool = False
 ) -> dict[str, Any]:
     """Build summary.json and latency.png from the stage results in ``folder``; print."""
-    from deploy.bench.environment import machine, versions
-    from deploy.bench.plot import draw_latency
+    from bench.environment import machine, versions
+    from bench.plot import draw_latency, draw_profile
 
-    stages = {name: folder / f"{name}.json" for name in ("verify", "drain", "e2e")}
+    stages = {name: folder / f"{name}.json" for name in STAGES}
     # The suite's own account (start, wall time, failures) outlives a report rebuilt later.
     run_file = folder / "run.json"
     if run is not None:
@@ -315,9 +433,13 @@ def write_report(
     else:
         run = _load(run_file)
     e2e = _load(stages["e2e"])
+    before, after = _load(stages["drain_before"]), _load(stages["drain_after"])
     summary = build_summary(
         verify=_load(stages["verify"]),
         drain=_load(stages["drain"]),
+        drain_postgres=_load(stages["drain_postgres"]),
+        drain_customers=_load(stages["drain_1m"]),
+        baseline={"before": before, "after": after} if before else None,
         e2e=e2e,
         machine=machine(),
         versions=versions(external_kafka=external_kafka),
@@ -326,9 +448,19 @@ def write_report(
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     png = folder / "latency.png"
     drawn = draw_latency(e2e, png) if e2e is not None else False
+    profile_png = folder / "worker_profile.png"
+    profiled = (
+        before is not None
+        and after is not None
+        and before.get("profile") is not None
+        and after.get("profile") is not None
+        and draw_profile(before, after, profile_png)
+    )
     print("\n" + format_ladders(e2e))
     print("\n" + format_table(summary))
-    print(f"\nwritten {folder / 'summary.json'}" + (f" and {png}" if drawn else ""))
+    print("\n" + format_baseline(summary.get("baseline")))
+    charts = [str(path) for path, made in ((png, drawn), (profile_png, profiled)) if made]
+    print(f"\nwritten {folder / 'summary.json'}" + "".join(f" and {c}" for c in charts))
     return summary
 
 

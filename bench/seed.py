@@ -1,25 +1,33 @@
 """Pending challenges with known OTPs, written straight into a store, and the correct
-signature of each: the work a benchmark then submits.
+signature of each: the work a benchmark then submits. Also the customer base a store
+already holds (:func:`seed_customers`), to measure that the cost of a decision does not grow
+with it.
 
 Why not register the devices through the product: a registration costs about what a
 verification does (a command through Kafka, a worker, a store transaction, an OTP on the
 OTP topic to read back), so preparing the 50,000 challenges of the drain and the tens of
-thousands of the load ladders that way would spend much of the 20-minute budget, and
-measure registration on the way. The rows written here are those ``BindingService.register``
-writes after delivering the OTP (a pending device of its own person, a pending challenge
-holding SHA-256 of the OTP, ``otp_delivered`` set), built from the store's own table classes
-and the worker's own OTP functions. Everything the benchmark then measures, the
+thousands of the load ladders that way would spend much of the budget, and measure
+registration on the way. The rows written here are those the worker writes after delivering
+a registration's OTP (a pending device of its own person, a pending challenge holding
+SHA-256 of the OTP, ``otp_delivered`` set). Everything the benchmark then measures, the
 verification and its store update, is the product's path untouched.
 
 Each device has its own P-256 key and its own person (a person binds at most five devices),
 all owned by one client, whose token the load generator presents. A challenge lives
 ``ttl`` (an hour by default, beyond the product's ten-minute maximum, because a ladder
 seeded at its start runs for minutes): expiry is not on the measured path.
+
+Rows go in through the plain drivers (``sqlite3``, asyncpg's ``COPY``): seeding a million
+rows through the ORM would take longer than the benchmark it prepares.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import secrets
+import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,21 +35,46 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import insert
 
-from schemas.challenges import ChallengeStatus
 from schemas.commands import COMMAND_ADAPTER, VerifySignature, command_key
-from schemas.devices import DeviceStatus, KeyPurpose
-from worker.binding import new_otp, otp_digest
-from worker.database import create_engine, prepare_database
-from worker.tables import ChallengeRow, DeviceRow
+from storage.engine import asyncpg_dsn, sqlite_path
+from worker.attempts.sqlite import to_sqlite_time
 
 BENCH_CLIENT_ID = "bench-bank"
 DEFAULT_TTL = timedelta(hours=1)
-_BATCH = 5_000  # rows per transaction
+_BATCH = 20_000  # rows per statement batch
+
+DEVICE_COLUMNS = (
+    "id",
+    "key_id",
+    "client_id",
+    "person_id",
+    "name",
+    "key_purpose",
+    "public_key",
+    "status",
+    "device_data",
+    "created_at",
+    "bound_at",
+    "created_by_command",
+    "created_by_request",
+)
+CHALLENGE_COLUMNS = (
+    "id",
+    "device_id",
+    "status",
+    "otp_digest",
+    "otp_delivered",
+    "failed_attempts",
+    "created_at",
+    "expires_at",
+    "decided_at",
+)
+ATTEMPT_COLUMNS = ("challenge_id", "signature", "outcome", "number", "event_json", "decided_at")
 
 
 @dataclass(frozen=True)
@@ -59,71 +92,160 @@ class Ticket:
         return json.dumps({"signature": self.signature}).encode()
 
 
-def _rows(
-    count: int, *, client_id: str, now: datetime, ttl: timedelta
-) -> Iterator[tuple[dict[str, Any], dict[str, Any], Ticket]]:
+@dataclass(frozen=True)
+class Rows:
+    """Rows of the store's tables, as tuples in the column orders above."""
+
+    devices: list[tuple[Any, ...]]
+    challenges: list[tuple[Any, ...]]
+    attempts: list[tuple[Any, ...]]
+
+
+def pending(
+    count: int, *, client_id: str = BENCH_CLIENT_ID, ttl: timedelta = DEFAULT_TTL
+) -> tuple[Rows, list[Ticket]]:
+    """``count`` pending devices and challenges, each with its own key, and their tickets."""
+    now = datetime.now(UTC)
     run = uuid.uuid4().hex[:8]
+    devices, challenges, tickets = [], [], []
     for number in range(count):
         key = ec.generate_private_key(ec.SECP256R1())
-        otp = new_otp()
+        otp = f"{secrets.randbelow(1_000_000):06d}"
         signature = key.sign(otp.encode("ascii"), ec.ECDSA(hashes.SHA256())).hex()
         point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
         device_id, challenge_id = str(uuid.uuid4()), str(uuid.uuid4())
-        device = {
-            "id": device_id,
-            "key_id": str(uuid.uuid4()),
-            "client_id": client_id,
-            "person_id": f"bench-{run}-{number}",
-            "name": None,
-            "key_purpose": KeyPurpose.UNRESTRICTED.value,
-            "public_key": point.hex(),
-            "status": DeviceStatus.PENDING.value,
-            "device_data": None,
-            "created_at": now,
-            "created_by_command": str(uuid.uuid4()),
-            "created_by_request": f"bench-seed-{run}-{number}",
-        }
-        challenge = {
-            "id": challenge_id,
-            "device_id": device_id,
-            "status": ChallengeStatus.PENDING.value,
-            "otp_digest": otp_digest(otp),
-            "otp_delivered": True,
-            "failed_attempts": 0,
-            "created_at": now,
-            "expires_at": now + ttl,
-        }
-        yield device, challenge, Ticket(challenge_id=challenge_id, signature=signature)
+        devices.append(
+            (
+                device_id,
+                str(uuid.uuid4()),
+                client_id,
+                f"bench-{run}-{number}",
+                None,
+                "unrestricted",
+                point.hex(),
+                "pending",
+                None,
+                now,
+                None,
+                str(uuid.uuid4()),
+                f"bench-seed-{run}-{number}",
+            )
+        )
+        challenges.append(
+            (
+                challenge_id,
+                device_id,
+                "pending",
+                hashlib.sha256(otp.encode("ascii")).digest(),
+                True,
+                0,
+                now,
+                now + ttl,
+                None,
+            )
+        )
+        tickets.append(Ticket(challenge_id=challenge_id, signature=signature))
+    return Rows(devices, challenges, []), tickets
 
 
-async def seed(
-    database_url: str,
-    count: int,
-    *,
-    client_id: str = BENCH_CLIENT_ID,
-    ttl: timedelta = DEFAULT_TTL,
-    migrate: bool = True,
-) -> list[Ticket]:
-    """Write ``count`` pending challenges into the store at ``database_url``."""
-    engine = create_engine(database_url)
-    tickets: list[Ticket] = []
-    try:
-        await prepare_database(engine, migrate=migrate)
-        rows = _rows(count, client_id=client_id, now=datetime.now(UTC), ttl=ttl)
-        while True:
-            batch = [row for _, row in zip(range(_BATCH), rows, strict=False)]
-            if not batch:
-                break
-            async with engine.begin() as connection:
-                # Devices first: each challenge refers to its device.
-                await connection.execute(insert(DeviceRow), [device for device, _, _ in batch])
-                await connection.execute(
-                    insert(ChallengeRow), [challenge for _, challenge, _ in batch]
+# Every stored customer device has the same (valid) key: it is never verified again, and
+# generating a million keys would take minutes.
+_CUSTOMER_KEY = (
+    ec.derive_private_key(7, ec.SECP256R1())
+    .public_key()
+    .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    .hex()
+)
+
+
+def customers(count: int, *, client_id: str = BENCH_CLIENT_ID) -> Iterator[Rows]:
+    """A customer base of ``count`` bound devices (two per person, of ``client_id``, the
+    client the benchmark's own requests come from), each with its verified challenge and
+    the attempt that verified it, in chunks."""
+    now = datetime.now(UTC)
+    run = uuid.uuid4().hex[:8]
+    for start in range(0, count, _BATCH):
+        devices, challenges, attempts = [], [], []
+        for number in range(start, min(count, start + _BATCH)):
+            device_id, challenge_id = str(uuid.uuid4()), str(uuid.uuid4())
+            person = f"customer-{run}-{number // 2}"
+            devices.append(
+                (
+                    *(device_id, str(uuid.uuid4()), client_id, person, None, "unrestricted"),
+                    *(_CUSTOMER_KEY, "bound", None, now, now, str(uuid.uuid4()), "seed"),
                 )
-            tickets.extend(ticket for _, _, ticket in batch)
+            )
+            challenges.append((challenge_id, device_id, "verified", None, True, 0, now, now, now))
+            attempts.append((challenge_id, f"30{number:08x}", "verified", 1, "{}", now))
+        yield Rows(devices, challenges, attempts)
+
+
+def _sqlite_values(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [
+        tuple(to_sqlite_time(value) if isinstance(value, datetime) else value for value in row)
+        for row in rows
+    ]
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+
+
+def _write_sqlite(path: Path, chunks: Iterator[Rows]) -> None:
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        for rows in chunks:
+            connection.execute("BEGIN IMMEDIATE")
+            # Devices first: each challenge refers to its device, each attempt to its challenge.
+            connection.executemany(_insert("devices", DEVICE_COLUMNS), _sqlite_values(rows.devices))
+            connection.executemany(
+                _insert("challenges", CHALLENGE_COLUMNS), _sqlite_values(rows.challenges)
+            )
+            connection.executemany(
+                _insert("attempts", ATTEMPT_COLUMNS), _sqlite_values(rows.attempts)
+            )
+            connection.execute("COMMIT")
     finally:
-        await engine.dispose()
+        connection.close()
+
+
+async def _write_postgres(database_url: str, chunks: Iterator[Rows]) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        for rows in chunks:
+            async with connection.transaction():
+                for table, columns, records in (
+                    ("devices", DEVICE_COLUMNS, rows.devices),
+                    ("challenges", CHALLENGE_COLUMNS, rows.challenges),
+                    ("attempts", ATTEMPT_COLUMNS, rows.attempts),
+                ):
+                    if records:
+                        await connection.copy_records_to_table(
+                            table, records=records, columns=list(columns)
+                        )
+    finally:
+        await connection.close()
+
+
+def write(database_url: str, chunks: Iterator[Rows]) -> None:
+    """Write ``chunks`` into the migrated store at ``database_url``."""
+    path = sqlite_path(database_url)
+    if path is not None:
+        _write_sqlite(path, chunks)
+    else:
+        asyncio.run(_write_postgres(database_url, chunks))
+
+
+def seed(database_url: str, count: int, **options: Any) -> list[Ticket]:
+    """Write ``count`` pending challenges into the migrated store; their tickets."""
+    rows, tickets = pending(count, **options)
+    write(database_url, iter([rows]))
     return tickets
+
+
+def seed_customers(database_url: str, count: int) -> None:
+    write(database_url, customers(count))
 
 
 def verify_command(

@@ -6,11 +6,11 @@ port, with a SQLite store of its own under the stage's work folder.
   a given Kafka, on private topics and a private consumer group. Not the OTP sink nor the
   audit and fraud consumers: they read the events off the request's path (and seeded
   challenges need no OTP), so the stack loaded here is Kafka, workers and API.
-- :func:`start_inline_peer`: ``python -m deploy.bench.inline_peer``, the API with the
+- :func:`start_inline_peer`: ``python -m bench.inline_peer``, the API with the
   worker's decision taken in-process.
 
 Both are ready when they say so (``/readyz`` of the API; ``/healthz`` of the peer, which
-has nothing else to wait for), and stopped by the :class:`~deploy.bench.processes.Children`
+has nothing else to wait for), and stopped by the :class:`~bench.processes.Children`
 that started them.
 """
 
@@ -24,16 +24,13 @@ from pathlib import Path
 
 import httpx
 
-from deploy.bench.processes import PYTHON, ROOT, Children
-from deploy.bench.topics import BenchTopics
+from bench.databases import sqlite_url
+from bench.processes import PYTHON, ROOT, Children
+from bench.topics import BenchTopics
 from deploy.dev import devkeys
 from deploy.kafka.local_kafka import free_port
 
 READY_TIMEOUT_SECONDS = 90.0
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
 
 
 def auth_env(jwks: Path) -> dict[str, str]:
@@ -44,12 +41,12 @@ def auth_env(jwks: Path) -> dict[str, str]:
     }
 
 
-def migrate(env: dict[str, str]) -> None:
+def migrate(env: dict[str, str], *, cwd: Path = ROOT) -> None:
     """The schema first, once, as ``make run`` and the Kubernetes Job do."""
     done = subprocess.run(
         [PYTHON, "-m", "worker", "migrate"],
         env={**os.environ, **env},
-        cwd=ROOT,
+        cwd=cwd,
         check=False,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -90,10 +87,12 @@ async def _wait_for_topics(bootstrap: str, names: set[str], within: float) -> No
         await admin.close()
 
 
-def stack_env(*, bootstrap: str, database: Path, jwks: Path, topics: BenchTopics) -> dict[str, str]:
+def stack_env(
+    *, bootstrap: str, database_url: str, jwks: Path, topics: BenchTopics
+) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "DATABASE_URL": sqlite_url(database),
+        "DATABASE_URL": database_url,
         **auth_env(jwks),
         **topics.worker_env(),
         "PYTHONUNBUFFERED": "1",
@@ -135,7 +134,7 @@ def start_inline_peer(children: Children, *, database: Path, jwks: Path) -> str:
     port = free_port()
     children.spawn(
         "inline-peer",
-        ["-m", "deploy.bench.inline_peer"],
+        ["-m", "bench.inline_peer"],
         env={
             "DATABASE_URL": sqlite_url(database),
             "AUTO_MIGRATE": "true",

@@ -1,15 +1,16 @@
-"""``python -m deploy.bench.verify``: the project's verifier on one core, against
+"""``python -m bench.verify``: the project's verifier on one core, against
 ``openssl speed -seconds 3 ecdsap256`` measured in the same run (issue 6's
 ``verify_vs_openssl``; goal >= 0.9).
 
-The headline case is the verifier as the worker calls it (worker/binding.py): the device's
-stored key hex turned into bytes, then ``verify_digest(public_key=<SEC1 bytes>,
-digest=SHA-256(otp), signature_hex=...)``, which loads the point, checks the hex and the
-strict DER, and verifies. Beside it, to show where the time goes:
+The headline case is the verifier as the worker calls it (worker/signatures.py): the
+device's key taken from the worker's cache by key id, then ``verify_digest``, which checks
+the hex and the strict DER and verifies. Beside it, to show where the time goes:
 
 - ``cryptography`` verifying the same digest and DER with a key already loaded: the least
   any verifier built on it must do (and close to what ``openssl speed`` times);
-- ``verify_digest`` with a key already loaded: the project's checks without key loading;
+- ``verify_digest`` with a key already loaded: the project's checks alone;
+- the key decoded from its hex first: a device's first signature on a worker that did not
+  see it registered;
 - a wrong signature, rejected: what an attacker's attempt costs.
 
 Each case runs for ``--seconds`` (3) of wall time over 64 distinct keys, on one core:
@@ -33,12 +34,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from deploy.bench import openssl
+from bench import openssl
+from schemas.devices import DeviceStatus
 from worker.errors import SignatureRejected
+from worker.keys import PublicKeys
+from worker.signatures import signature_check
+from worker.state import DeviceState
 from worker.verify import verify_digest
 
-VAR = Path(__file__).resolve().parents[2] / "var" / "bench"
-WORKER_PATH = "verify_digest, SEC1 key bytes (worker path)"
+VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
+WORKER_PATH = "worker check: key cached by key id (worker path)"
+COLD_KEY = "worker check: key decoded from its hex first"
 _KEYS = 64
 _BATCH = 64
 
@@ -77,7 +83,28 @@ def cases() -> list[tuple[str, Callable[[int], object]]]:
     def loaded(i: int) -> None:
         verify_digest(public_key=public[i], digest=digests[i], signature_hex=signatures[i])
 
+    devices = [
+        DeviceState(
+            id=f"device-{i}",
+            key_id=f"key-{i}",
+            client_id="bench",
+            person_id=f"person-{i}",
+            public_key=points_hex[i],
+            status=DeviceStatus.PENDING,
+        )
+        for i in range(_KEYS)
+    ]
+    # As a worker holds them: decoded once per key id (at registration, or the first
+    # attempt), then taken from the cache for every signature.
+    check = signature_check(PublicKeys())
+    for i in range(_KEYS):
+        check(devices[i], digests[i], signatures[i])
+
     def worker_path(i: int) -> None:
+        if not check(devices[i], digests[i], signatures[i]):
+            raise AssertionError("a correct signature was rejected")
+
+    def cold_key(i: int) -> None:
         verify_digest(
             public_key=bytes.fromhex(points_hex[i]), digest=digests[i], signature_hex=signatures[i]
         )
@@ -95,6 +122,7 @@ def cases() -> list[tuple[str, Callable[[int], object]]]:
         ("baseline: cryptography verify, key loaded", baseline),
         ("verify_digest, key loaded", loaded),
         (WORKER_PATH, worker_path),
+        (COLD_KEY, cold_key),
         ("verify_digest, wrong signature (rejected)", rejected),
     ]
 

@@ -2,7 +2,7 @@
 
 import json
 
-from deploy.bench.drain import timeline
+from bench.drain import timeline
 
 VERIFIED = "mfa.device_binding.signature_verified"
 

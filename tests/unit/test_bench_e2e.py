@@ -1,7 +1,7 @@
 """Where the e2e ladder looks next once a step has failed: bisection, within reason."""
 
-from deploy.bench.e2e import refinement
-from deploy.bench.stats import StepStats, step_stats
+from bench.e2e import refinement
+from bench.stats import StepStats, step_stats
 
 
 def _step(rate: float, *, ok: bool) -> StepStats:

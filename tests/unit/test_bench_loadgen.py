@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from deploy.bench.loadgen import CONNECTION_FAILED, build_request, parse_head, run_step
-from deploy.bench.seed import Ticket
+from bench.loadgen import CONNECTION_FAILED, build_request, parse_head, run_step
+from bench.seed import Ticket
 
 TICKET = Ticket(challenge_id="2f1c6f8e-0000-4000-8000-000000000001", signature="3045ab")
 

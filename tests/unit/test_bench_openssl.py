@@ -2,7 +2,7 @@
 
 import pytest
 
-from deploy.bench.openssl import parse_speed
+from bench.openssl import parse_speed
 
 OPENSSL_3_0 = """\
 version: 3.0.19

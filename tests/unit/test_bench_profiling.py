@@ -1,7 +1,7 @@
 """Summarising py-spy's collapsed stacks, and the Prometheus histograms read beside them."""
 
-from deploy.bench.profiling import format_profile, function_of, parse_collapsed
-from deploy.bench.scrape import histogram_means
+from bench.profiling import format_profile, function_of, parse_collapsed
+from bench.scrape import histogram_means
 
 MAIN = "thread (100);main (worker/__main__.py:10);run (asyncio/runners.py:118)"
 RAW = "\n".join(

@@ -1,18 +1,24 @@
-"""Issue 6's summary: the five numbers, their raw numbers, goals, cores and versions."""
+"""The benchmark's summary: the headline numbers, their raw numbers, goals, cores, versions,
+and the baseline measured in the same run."""
 
 import json
 import math
 from typing import Any
 
-from deploy.bench.report import GOALS, build_summary, finite, format_ladders, format_table
+from bench.report import GOALS, build_summary, finite, format_ladders, format_table
 
 MACHINE = {"cores": 2, "cores_usable": 2, "platform": "Linux", "processor": "x86_64"}
 VERSIONS = {"python": "3.11.7", "cryptography": "50.0.2", "kafka": "4.1.1"}
 HEADLINES = (
     "verify_vs_openssl",
     "worker_drain_per_s",
+    "worker_drain_postgres_per_s",
+    "drain_redone",
     "e2e_vs_inline_throughput",
     "e2e_p99_ms_at_500rps",
+    "idle_p50_ms",
+    "cpu_ms_per_request",
+    "drain_at_1m_devices_ratio",
     "max_rss_mib",
 )
 
@@ -56,8 +62,22 @@ DRAIN = {
     "drain_per_s": 40.0,
     "events": 12500,
     "distinct_event_ids": 12000,
+    "redone": 500,
+    "customers": 0,
+    "cpu_ms_per_command": 0.5,
     "peak_rss_kib": {"worker": 102400},
     "profile": {"samples": 1},
+}
+DRAIN_POSTGRES = {**DRAIN, "drain_per_s": 30.0, "redone": 0}
+DRAIN_1M = {**DRAIN, "drain_per_s": 36.0, "customers": 1_000_000}
+CPU_RUN = {
+    "rate": 200.0,
+    "requests": 2000,
+    "errors": 0,
+    "cpu_seconds": {"api": 4.0, "worker-1": 2.0, "worker-2": 2.0, "kafka-1": 4.0},
+    "kafka_included": True,
+    "cpu_ms_per_request": 6.0,
+    "step": {},
 }
 E2E = {
     "rates": [5, 10, 25],
@@ -76,6 +96,7 @@ E2E = {
             ],
             "fixed": {**_step("stack", 500, 5000, sustainable=False), "errors": 4000},
             "peak_rss_kib": {"api": 90 * 1024, "worker-1": 110 * 1024, "worker-2": 100 * 1024},
+            "cpu": CPU_RUN,
         },
         "inline": {
             "max_sustainable_rps": 25.0,
@@ -93,17 +114,28 @@ E2E = {
 
 
 def _summary(**stages: Any) -> dict[str, Any]:
-    values = {"verify": VERIFY, "drain": DRAIN, "e2e": E2E} | stages
+    values = {
+        "verify": VERIFY,
+        "drain": DRAIN,
+        "drain_postgres": DRAIN_POSTGRES,
+        "drain_customers": DRAIN_1M,
+        "e2e": E2E,
+    } | stages
     return build_summary(**values, machine=MACHINE, versions=VERSIONS, run={"wall_s": 1.0})
 
 
-def test_the_summary_has_the_five_numbers_cores_and_versions() -> None:
+def test_the_summary_has_every_headline_number_cores_and_versions() -> None:
     summary = _summary()
     assert [key for key in summary if key in HEADLINES] == list(HEADLINES)
     assert summary["verify_vs_openssl"] == 0.5
     assert summary["worker_drain_per_s"] == 40.0
+    assert summary["worker_drain_postgres_per_s"] == 30.0
+    assert summary["drain_redone"] == 500
     assert summary["e2e_vs_inline_throughput"] == 0.4  # 10 / 25
     assert summary["e2e_p99_ms_at_500rps"] == 5000
+    assert summary["idle_p50_ms"] == 25  # the stack's step at 5/s
+    assert summary["cpu_ms_per_request"] == 6.0
+    assert summary["drain_at_1m_devices_ratio"] == 0.9  # 36 / 40
     assert summary["max_rss_mib"] == 110.0  # the inline peer's 300 MiB is not the product
     assert summary["cores"] == 2
     assert summary["versions"] == VERSIONS
@@ -140,7 +172,7 @@ def test_goals_are_judged_in_their_direction() -> None:
 
 
 def test_stages_that_did_not_run_are_null_not_guessed() -> None:
-    summary = _summary(verify=None, drain=None, e2e=None)
+    summary = _summary(verify=None, drain=None, drain_postgres=None, drain_customers=None, e2e=None)
     assert all(summary[key] is None for key in HEADLINES)
     assert all(goal["met"] is None for goal in summary["goals"].values())
     assert "not measured" in format_table(summary)
@@ -177,7 +209,22 @@ def test_the_tables_name_every_metric_and_step() -> None:
         assert key in table
     assert "5,000 / 10,000 verify/s" in table
     assert "12,000 of 50,000 in 300.0 s, budget 300 s spent; 500 events published again" in table
+    assert "36/s with 1,000,000 devices vs 40/s" in table
+    assert "kafka-1 4.0" in table
     ladders = format_ladders(E2E)
     assert ladders.count("| stack ") == 3
     assert "| stack* |" in ladders
     assert ladders.count("| inline ") == 3
+
+
+def test_the_baseline_is_set_beside_todays_drain() -> None:
+    before = {**DRAIN, "drain_per_s": 10.0, "worker_source": "/src", "profile": PROFILE}
+    after = {**DRAIN, "drain_per_s": 40.0, "profile": PROFILE}
+    baseline = _summary(baseline={"before": before, "after": after})["baseline"]
+    assert baseline["drain_speed_up"] == 4.0
+    assert baseline["source"] == "/src"
+    assert baseline["stages_percent"] == PROFILE["stages_percent"]
+    assert _summary()["baseline"] is None
+
+
+PROFILE = {"samples": 10, "stages_percent": {"ECDSA verification": 40.0, "other": 60.0}}

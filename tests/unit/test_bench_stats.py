@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from deploy.bench.stats import (
+from bench.stats import (
     StepStats,
     highest_sustainable,
     ladder_exhausted,
