@@ -16,16 +16,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 kafka: $(STAMP)
-	$(BIN)/python -m deploy.kafka.local_kafka fetch
+	$(BIN)/python -m harness.kafka.local_kafka fetch
 
 # Kafka on 127.0.0.1:9092, the workers, the API on 127.0.0.1:8000 and the OTP sink; Ctrl-C
 # stops them all.
 run: kafka
-	$(BIN)/python -m deploy.dev.stack
+	$(BIN)/python -m dev.stack
 
 # The whole suite, integration tests against a real Kafka broker included.
 test: kafka
-	bash deploy/postgres/ensure_postgres.sh
+	bash harness/ensure_postgres.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -36,16 +36,16 @@ lint: $(STAMP)
 # Regenerates contracts/ (AsyncAPI, OpenAPI) and writes the v1 example events that are
 # missing; committed examples are a frozen baseline and never written over.
 contracts: $(STAMP)
-	$(BIN)/python -m deploy.contracts write
-	$(BIN)/python -m deploy.contracts examples
+	$(BIN)/python -m contracts write
+	$(BIN)/python -m contracts examples
 
 # Plays the bank's app against `make run`: key, device, OTP, signature, binding.
 demo: $(STAMP)
-	$(BIN)/python -m deploy.dev.demo
+	$(BIN)/python -m dev.demo
 
 # Prints a development bearer token (CLIENT_ID=... to choose the client).
 token: $(STAMP)
-	@$(BIN)/python -m deploy.dev.devkeys mint --client-id $${CLIENT_ID:-bank-app-1}
+	@$(BIN)/python -m dev.devkeys mint --client-id $${CLIENT_ID:-bank-app-1}
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

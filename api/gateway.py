@@ -24,7 +24,7 @@ from api.replies import RepliesMoved, RepliesStopped, ReplyListener
 from api.settings import Settings
 from schemas.commands import Command
 from schemas.replies import Reply
-from telemetry.logs import command_log_fields, log_context
+from telemetry.logs import log_context
 from telemetry.tracing import tracer
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class KafkaGateway:
         if not self._connected.is_set() or partition is None:
             raise ServiceUnavailable(self._retry_after)
         with (
-            log_context(**command_log_fields(command)),
+            log_context(**command.log_fields()),
             tracer().start_as_current_span(f"send {command.type}", kind=SpanKind.PRODUCER),
             self._replies.expect(command.command_id, partition) as reply,
         ):

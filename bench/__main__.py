@@ -37,9 +37,9 @@ from typing import Any
 
 from bench import drain, e2e, report, verify
 from bench.databases import fresh_postgres, postgres_server
-from bench.processes import ROOT, run_folder, stop_on_sigterm
 from bench.warmup import warm_broker
-from deploy.kafka import local_kafka
+from harness.kafka import local_kafka
+from harness.processes import ROOT, run_folder, stop_on_sigterm
 
 VAR = report.VAR
 # The last commit before the batched pipeline (one consumer per process, batched stores):

@@ -28,7 +28,7 @@ from audit.consumer import AuditConsumer
 from audit.database import prepare_audit_database
 from audit.settings import AuditSettings
 from audit.verification import verify_chain
-from deploy.kafka import local_kafka
+from harness.kafka import local_kafka
 from schemas.events import CloudEvent, EventType, SignatureAttempt
 from schemas.reasons import Reason
 from storage.engine import create_engine

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from tests.postgres import execute_admin, running_postgres
+from harness.postgres import execute_admin, running_postgres
 
 
 def sqlite_url(path: Path) -> str:

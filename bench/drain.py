@@ -52,17 +52,17 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from bench.cpu import cpu_seconds, kafka_pids
 from bench.databases import fresh_postgres, postgres_server, sqlite_url
-from bench.processes import ROOT, Child, Children, run_folder, stop_on_sigterm
 from bench.profiling import format_profile, parse_collapsed
 from bench.scrape import scrape
 from bench.seed import seed, seed_customers, verify_command
-from bench.stack import migrate, stack_env
-from bench.topics import BenchTopics, OffsetWatch, create_topic, produce, read_all
-from deploy.dev import devkeys
-from deploy.kafka import local_kafka
-from deploy.kafka.local_kafka import free_port
+from dev import devkeys
+from harness.cpu import cpu_seconds, kafka_pids, tree_cpu_seconds
+from harness.kafka import local_kafka
+from harness.ports import free_port
+from harness.processes import ROOT, Child, Children, run_folder, stop_on_sigterm
+from harness.stack import StackTopics, migrate, stack_environment
+from harness.topics import OffsetWatch, create_topic, produce, read_all
 
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 VERIFIED = "mfa.device_binding.signature_verified"
@@ -147,7 +147,8 @@ class DrainResult:
     redone: int
     event_types: dict[str, int]
     peak_rss_kib: dict[str, int]
-    # The worker's CPU time (all threads) per command decided, from its first event on.
+    # The worker's CPU time (all threads, and its verification process) per command
+    # decided, from its first event on.
     cpu_ms_per_command: float | None
     # The broker's, over the same time (None when the broker is not this run's own).
     kafka_cpu_ms_per_command: float | None
@@ -170,6 +171,8 @@ def _start_profiler(children: Children, worker: Child, out: Path) -> Child | Non
         "py-spy",
         [
             *(spy, "record", "--pid", str(worker.pid), "--format", "raw", "--threads"),
+            # The verification process beside the worker's event loop too.
+            "--subprocesses",
             *("--nonblocking", "--rate", str(PROFILE_RATE_HZ), "--output", str(out)),
         ],
         python=False,
@@ -192,7 +195,7 @@ class _Watched:
 
 async def _watch(
     bootstrap: str,
-    topics: BenchTopics,
+    topics: StackTopics,
     commands: int,
     children: Children,
     worker: Child,
@@ -224,14 +227,14 @@ async def _watch(
                 break
             if first_seen is None and await watch.end(topics.events) > 0:
                 first_seen = time.monotonic()
-                cpu_at_first = cpu_seconds(worker.pid)
+                cpu_at_first = tree_cpu_seconds(worker.pid)
                 kafka_at_first = _kafka_cpu(kafka_dir)
                 if profile_out is not None:
                     profiler = _start_profiler(children, worker, profile_out)
             committed = await watch.committed(topics.group, topics.commands)
             await asyncio.sleep(0.2)
         done = time.monotonic()
-        cpu_at_end = cpu_seconds(worker.pid)
+        cpu_at_end = tree_cpu_seconds(worker.pid)
         kafka_at_end = _kafka_cpu(kafka_dir)
         if profiler is not None:
             # SIGINT: py-spy writes what it has and exits.
@@ -295,9 +298,11 @@ def run_drain(
         for stale in workdir.glob("drain.db*"):
             stale.unlink()
         database_url = sqlite_url(database)
-    topics = BenchTopics.fresh("drain")
-    jwks = devkeys.ensure_keys(workdir / "keys")  # the worker needs none; stack_env wants one
-    env = stack_env(bootstrap=bootstrap, database_url=database_url, jwks=jwks, topics=topics)
+    topics = StackTopics.fresh("bench.drain")
+    jwks = devkeys.ensure_keys(workdir / "keys")  # the worker needs none; the environment names one
+    env = stack_environment(
+        bootstrap=bootstrap, database_url=database_url, jwks=jwks, topics=topics
+    )
     env["TOPIC_PARTITIONS"] = str(partitions)
     probes = free_port()
     env["WORKER_HTTP_PORT"] = str(probes)

@@ -3,7 +3,7 @@ stack and for its inline peer (issue 6's ``e2e_vs_inline_throughput`` and
 ``e2e_p99_ms_at_500rps``).
 
 For each system (``--systems stack,inline``), started fresh on free ports
-(:mod:`bench.stack`):
+(:mod:`harness.stack`):
 
 1. a warm-up of 2 s at 10 requests/s, not recorded (connections, caches, Kafka metadata);
 2. the ladder: ``--rates`` in order, ``--step-seconds`` (10) each, every step a separate
@@ -42,24 +42,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cpu import kafka_pids, snapshot
 from bench.databases import sqlite_url
-from bench.processes import Children, run_folder, stop_on_sigterm
 from bench.scrape import scrape
 from bench.seed import BENCH_CLIENT_ID, seed, write_tickets
-from bench.stack import (
-    migrate,
-    stack_env,
-    start_full_stack,
-    start_inline_peer,
-)
 from bench.stats import StepStats, highest_sustainable, ladder_exhausted, requests_in
 from bench.stats import step_stats as summarise
-from bench.topics import BenchTopics, OffsetWatch
 from bench.warmup import warm_broker
-from deploy.dev import devkeys
-from deploy.kafka import local_kafka
-from deploy.kafka.local_kafka import free_port
+from dev import devkeys
+from harness.cpu import kafka_pids, snapshot
+from harness.kafka import local_kafka
+from harness.ports import free_port
+from harness.processes import Children, run_folder, stop_on_sigterm
+from harness.stack import (
+    StackTopics,
+    auth_environment,
+    migrate,
+    stack_environment,
+    start_stack,
+    wait_until_ready,
+)
+from harness.topics import OffsetWatch
 
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 DEFAULT_RATES = (5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 800, 1000)
@@ -188,6 +190,27 @@ def _cpu_run(
     }
 
 
+def start_inline_peer(children: Children, *, database: Path, jwks: Path) -> str:
+    """The inline peer on a free port, migrating its own store; its base URL."""
+    port = free_port()
+    children.spawn(
+        "inline-peer",
+        ["-m", "bench.inline_peer"],
+        env={
+            "DATABASE_URL": sqlite_url(database),
+            "AUTO_MIGRATE": "true",
+            **auth_environment(jwks),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+        },
+        role="inline-peer",
+    )
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(wait_until_ready(f"{url}/healthz", children=children))
+    return url
+
+
 def scrape_all(endpoints: dict[str, str]) -> dict[str, dict[str, dict[str, Any]] | None]:
     return {name: scrape(url) for name, url in endpoints.items()}
 
@@ -254,7 +277,7 @@ def run_ladder(
         step_at(between)
 
 
-def _stack_settle(bootstrap: str, topics: BenchTopics) -> Callable[[], float]:
+def _stack_settle(bootstrap: str, topics: StackTopics) -> Callable[[], float]:
     def settle() -> float:
         async def caught_up() -> float:
             watch = OffsetWatch(bootstrap)
@@ -304,13 +327,22 @@ def run_system(
         if system == "stack":
             if bootstrap is None:
                 raise ValueError("the full stack needs Kafka")
-            topics = BenchTopics.fresh("e2e")
-            env = stack_env(
+            topics = StackTopics.fresh("bench.e2e")
+            env = stack_environment(
                 bootstrap=bootstrap, database_url=sqlite_url(database), jwks=jwks, topics=topics
             )
             migrate(env)
             ports = [free_port() for _ in range(workers)]
-            url = start_full_stack(children, env, topics=topics, worker_ports=ports)
+            [url] = asyncio.run(
+                start_stack(
+                    children,
+                    worker_env=env,
+                    api_env={**env, **topics.api_env()},
+                    workers=workers,
+                    apis=1,
+                    worker_ports=ports,
+                )
+            )
             metrics = {"api": f"{url}/metrics"}
             metrics |= {
                 f"worker-{n + 1}": f"http://127.0.0.1:{port}/metrics"

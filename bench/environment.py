@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-from deploy.kafka.local_kafka import KAFKA_VERSION
+from harness.kafka.local_kafka import KAFKA_VERSION
 
 _PACKAGES = (
     "cryptography",

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from deploy.dev import devkeys
-from deploy.dev.topic_tail import tail
+from dev import devkeys
+from harness.topics import tail
 from schemas import topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

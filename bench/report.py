@@ -168,8 +168,9 @@ def _e2e(
 
 
 def _role(name: str) -> str:
-    """``e2e/worker-2`` -> ``worker``; ``drain/worker`` -> ``worker``; ``e2e/api`` -> ``api``."""
-    process = name.rsplit("/", 1)[-1]
+    """``e2e/worker-2`` -> ``worker``; ``drain/worker`` -> ``worker``; ``e2e/api`` -> ``api``;
+    ``drain/worker/1`` (a process the worker started: its verifier) -> ``worker``."""
+    process = name.split("/")[1] if "/" in name else name
     stem, _, number = process.rpartition("-")
     return stem if stem and number.isdigit() else process
 

@@ -24,35 +24,57 @@ class CommandHeader(WireModel):
     reply_to: str | None = None
     issued_at: datetime
 
+    def subject(self) -> dict[str, str]:
+        """The id of what the command is about, named (``challenge_id``, ``device_id``)."""
+        return {}
 
-class RegisterDevice(CommandHeader):
+    def log_fields(self) -> dict[str, str]:
+        """The ids the command's log lines carry, in the API that sends it and the worker
+        that handles it alike: never its values (a signature, a key, a person's data)."""
+        return {
+            "command_id": str(self.command_id),
+            "request_id": self.request_id,
+            **self.subject(),
+        }
+
+
+class _AboutChallenge(CommandHeader):
+    challenge_id: UUID
+
+    def subject(self) -> dict[str, str]:
+        return {"challenge_id": str(self.challenge_id)}
+
+
+class _AboutDevice(CommandHeader):
+    device_id: UUID
+
+    def subject(self) -> dict[str, str]:
+        return {"device_id": str(self.device_id)}
+
+
+class RegisterDevice(_AboutChallenge):
     type: Literal["register_device"] = "register_device"
     device_id: UUID
     key_id: UUID
-    challenge_id: UUID
     registration: DeviceRegistration
 
 
-class VerifySignature(CommandHeader):
+class VerifySignature(_AboutChallenge):
     type: Literal["verify_signature"] = "verify_signature"
-    challenge_id: UUID
     signature: SignatureHex
     device_data: DeviceData | None = None
 
 
-class UnbindDevice(CommandHeader):
+class UnbindDevice(_AboutDevice):
     type: Literal["unbind_device"] = "unbind_device"
-    device_id: UUID
 
 
-class GetChallenge(CommandHeader):
+class GetChallenge(_AboutChallenge):
     type: Literal["get_challenge"] = "get_challenge"
-    challenge_id: UUID
 
 
-class GetDevice(CommandHeader):
+class GetDevice(_AboutDevice):
     type: Literal["get_device"] = "get_device"
-    device_id: UUID
 
 
 class ListDevices(CommandHeader):

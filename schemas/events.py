@@ -86,3 +86,31 @@ class Envelope(WireModel):
 class CloudEvent(Envelope, Generic[Data]):
     type: EventType
     data: Data = Field()
+
+
+# Each event type as its own model, ``type`` narrowed to its one value: what a consumer of
+# that message may rely on, and what makes a renamed type visible to the compatibility
+# check. The worker builds exactly these pairs of type and data (worker/events.py); the
+# AsyncAPI document and the v1 examples are made of them.
+class ChallengeCreatedEvent(CloudEvent[ChallengeCreated]):
+    """``challenge_created``: a device was registered and its challenge issued."""
+
+    type: Literal[EventType.CHALLENGE_CREATED]
+
+
+class SignatureVerifiedEvent(CloudEvent[SignatureAttempt]):
+    """``signature_verified``: an attempt whose signature verified."""
+
+    type: Literal[EventType.SIGNATURE_VERIFIED]
+
+
+class SignatureRejectedEvent(CloudEvent[SignatureAttempt]):
+    """``signature_rejected``: an attempt that was refused, ``data.reason`` saying why."""
+
+    type: Literal[EventType.SIGNATURE_REJECTED]
+
+
+class DeviceUnboundEvent(CloudEvent[DeviceUnbound]):
+    """``device_unbound``: a device was unbound; ``subject`` is the challenge that bound it."""
+
+    type: Literal[EventType.DEVICE_UNBOUND]

@@ -18,16 +18,6 @@ from typing import Any
 
 from opentelemetry import trace
 
-from schemas.commands import (
-    Command,
-    GetChallenge,
-    GetDevice,
-    ListDevices,
-    RegisterDevice,
-    UnbindDevice,
-    VerifySignature,
-)
-
 # None rather than a shared empty dict: every change below makes a new dict, never mutates.
 _CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "log_context", default=None
@@ -51,20 +41,6 @@ def log_context(**fields: str | None) -> Iterator[None]:
 def bind_log_context(**fields: str | None) -> None:
     """Adds ``fields`` for the rest of the current task (an ASGI request, say)."""
     _CONTEXT.set({**_fields(), **{k: v for k, v in fields.items() if v}})
-
-
-def command_log_fields(command: Command) -> dict[str, str]:
-    """The ids a command's log lines carry, in the API that sends it and the worker that
-    handles it alike: never its values (a signature, a key, a person's data)."""
-    fields = {"command_id": str(command.command_id), "request_id": command.request_id}
-    match command:
-        case RegisterDevice() | VerifySignature() | GetChallenge():
-            fields["challenge_id"] = str(command.challenge_id)
-        case UnbindDevice() | GetDevice():
-            fields["device_id"] = str(command.device_id)
-        case ListDevices():
-            pass
-    return fields
 
 
 class JsonFormatter(logging.Formatter):

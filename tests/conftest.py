@@ -8,9 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deploy.kafka import local_kafka
-from tests.postgres import running_postgres
+from audit.database import prepare_audit_database
+from harness.kafka import local_kafka
+from harness.postgres import fresh_database, running_postgres
+from storage.engine import create_engine
+from tests.support.databases import BACKENDS, postgres_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # CI checks the shared folder out beside the repository (see its README).
@@ -18,7 +22,7 @@ _DEFAULT_WYCHEPROOF_DIR = REPO_ROOT.parent / "shared" / "testdata" / "wycheproof
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    # Here rather than in tests/unit/: pytest reads options only from the root conftest
+    # Here rather than beside the verifier's tests: pytest reads options only from the root conftest
     # when it is run without a path.
     parser.addoption(
         "--wycheproof-dir",
@@ -62,3 +66,28 @@ def postgres_url() -> Iterator[str]:
     """
     with running_postgres() as url:
         yield url
+
+
+# A fresh database per test, on each backend.
+
+
+@pytest.fixture(params=BACKENDS)
+def database_server(request: pytest.FixtureRequest) -> str | None:
+    """Tests that ask for a database run on SQLite and on PostgreSQL (marked ``postgres``)."""
+    return postgres_server(request)
+
+
+@pytest.fixture
+async def database_url(database_server: str | None, tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database for each test; the worker creates its tables."""
+    async with fresh_database(database_server, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def audit_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh, migrated audit database."""
+    engine = create_engine(database_url)
+    await prepare_audit_database(engine, migrate=True)
+    yield engine
+    await engine.dispose()

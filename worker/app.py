@@ -29,6 +29,7 @@ from datetime import timedelta
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
+from provisioning import provision_topics
 from storage.engine import create_engine
 from storage.migrations import prepare_database
 from worker.attempts.runs import AttemptRuns
@@ -44,7 +45,6 @@ from worker.outbox import KafkaOutbox
 from worker.probes import ProbeServer
 from worker.settings import WorkerSettings
 from worker.store import Store
-from worker.topics import provision_topics
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,12 @@ class Worker:
         # The schema first: a worker that may not run should not touch Kafka at all.
         await prepare_database(self.engine, WORKER_MIGRATIONS, migrate=self.settings.auto_migrate)
         if self.settings.provision_topics:
-            await provision_topics(self.settings)
+            await provision_topics(
+                self.settings,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                partitions=self.settings.topic_partitions,
+                replication_factor=self.settings.topic_replication_factor,
+            )
         await self.outbox.start()
         await self.consumer.start()
         await self.lag.start()

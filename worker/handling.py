@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from schemas.commands import COMMAND_ADAPTER, Command, VerifySignature
 from schemas.topics import REPLY_PARTITION_HEADER
-from telemetry.logs import command_log_fields, log_context
+from telemetry.logs import log_context
 from telemetry.tracing import context_from_headers, tracer
 from worker.attempts.runs import Attempt, AttemptRuns
 from worker.attempts.store import Halted
@@ -244,7 +244,7 @@ class BatchHandler:
         started = time.perf_counter()
         first = items[0]
         with (
-            log_context(**command_log_fields(first.command)),
+            log_context(**first.command.log_fields()),
             # The trace begun by the API request continues here (traceparent header); a run
             # continues its first command's.
             tracer().start_as_current_span(

@@ -51,10 +51,29 @@ _UNCOMPRESSED_POINT_SIZE = 65
 
 _DER_SEQUENCE = 0x30
 _DER_INTEGER = 0x02
+_HALF_ORDER = _P256_ORDER // 2
+
+# Made once: cryptography checks an algorithm object on every call, and a fresh one per
+# verification cost about a tenth of the verification itself.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_PREHASHED_SHA256 = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
 
 # Spelled-out ASCII classes: \d and str.isdigit would let non-ASCII digits through.
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 _PUBLIC_KEY_HEX = re.compile(r"[0-9A-Fa-f]{130}")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A device key decoded and vetted once (P-256, a valid point): what a worker keeps for
+    the many signatures that follow, so that none of them pays for decoding or vetting."""
+
+    key: ec.EllipticCurvePublicKey
+
+
+def prepare_key(key: bytes) -> VerificationKey:
+    """Decode and vet ``key`` (as :func:`load_public_key`) for repeated verification."""
+    return VerificationKey(load_public_key(key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +109,17 @@ def parse_public_key_hex(key_hex: str) -> ec.EllipticCurvePublicKey:
 
 def verify_message(
     *,
-    public_key: bytes | ec.EllipticCurvePublicKey,
+    public_key: bytes | ec.EllipticCurvePublicKey | VerificationKey,
     message: bytes,
     signature_hex: str,
 ) -> VerifiedSignature:
     """Verify an ECDSA P-256 signature over ``message``, hashed once with SHA-256."""
-    return _verify(public_key, signature_hex, message, ec.ECDSA(hashes.SHA256()))
+    return _verify(public_key, signature_hex, message, _ECDSA_SHA256)
 
 
 def verify_digest(
     *,
-    public_key: bytes | ec.EllipticCurvePublicKey,
+    public_key: bytes | ec.EllipticCurvePublicKey | VerificationKey,
     digest: bytes,
     signature_hex: str,
 ) -> VerifiedSignature:
@@ -110,34 +129,40 @@ def verify_digest(
     """
     if len(digest) != _SHA256_DIGEST_SIZE:
         raise ValueError("digest must be the 32 bytes of a SHA-256 digest")
-    return _verify(public_key, signature_hex, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    return _verify(public_key, signature_hex, digest, _ECDSA_PREHASHED_SHA256)
 
 
 def _verify(
-    public_key: bytes | ec.EllipticCurvePublicKey,
+    public_key: bytes | ec.EllipticCurvePublicKey | VerificationKey,
     signature_hex: str,
     data: bytes,
     algorithm: ec.ECDSA,
 ) -> VerifiedSignature:
-    key = (
-        public_key
-        if isinstance(public_key, ec.EllipticCurvePublicKey)
-        else load_public_key(public_key)
-    )
-    # A key object may come from anywhere; only bytes went through load_public_key.
-    if not isinstance(key.curve, ec.SECP256R1):
-        raise InvalidPublicKey(detail="curve is not P-256")
+    if isinstance(public_key, VerificationKey):
+        key = public_key.key  # vetted when it was prepared
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        # A key object may come from anywhere; only bytes go through load_public_key.
+        if not isinstance(public_key.curve, ec.SECP256R1):
+            raise InvalidPublicKey(detail="curve is not P-256")
+        key = public_key
+    else:
+        key = load_public_key(public_key)
     der = _decode_signature_hex(signature_hex)
-    r, s = _parse_der_signature(der)
-    _check_range("r", r)
-    _check_range("s", s)
+    integers = _canonical_der_signature(der)
+    if integers is None:
+        # Something about it is wrong: the checks one by one, to say what.
+        r, s = _parse_der_signature(der)
+        _check_range("r", r)
+        _check_range("s", s)
+        raise _rejected("signature is not canonical DER")  # each check passed: unreachable
+    r, s = integers
     try:
         key.verify(der, data, algorithm)
     except (InvalidSignature, ValueError) as exc:
         # ValueError is cryptography's answer to a malformed signature; the checks above
         # refuse those first, but should one slip through it is still a rejection.
         raise _rejected("signature does not verify") from exc
-    return VerifiedSignature(der=der, r=r, s=s, high_s=s > _P256_ORDER // 2)
+    return VerifiedSignature(der=der, r=r, s=s, high_s=s > _HALF_ORDER)
 
 
 def _load_uncompressed_point(point: bytes) -> ec.EllipticCurvePublicKey:
@@ -191,6 +216,31 @@ def _decode_signature_hex(signature_hex: str) -> bytes:
     if len(signature_hex) % 2:
         raise _rejected("signature hex has an odd length")
     return bytes.fromhex(signature_hex)
+
+
+def _canonical_der_signature(der: bytes) -> tuple[int, int] | None:
+    """``(r, s)`` when ``der`` is exactly what :func:`_parse_der_signature` and the range
+    checks accept, else None: every signature takes this one quick pass, and only one that
+    fails it goes through those checks, which name the problem."""
+    size = len(der)
+    if size < 8 or der[0] != _DER_SEQUENCE or der[1] != size - 2 or der[2] != _DER_INTEGER:
+        return None
+    r_size = der[3]  # short form only: no length here reaches 0x80
+    s_at = 4 + r_size
+    if r_size == 0 or s_at + 2 >= size or der[s_at] != _DER_INTEGER:
+        return None
+    s_size = der[s_at + 1]
+    if s_size == 0 or s_at + 2 + s_size != size:
+        return None
+    r_bytes, s_bytes = der[4:s_at], der[s_at + 2 :]
+    for content in (r_bytes, s_bytes):
+        # Non-negative, and minimal: a leading zero only before a high bit.
+        if content[0] & 0x80 or (len(content) > 1 and content[0] == 0 and not content[1] & 0x80):
+            return None
+    r, s = int.from_bytes(r_bytes, "big"), int.from_bytes(s_bytes, "big")
+    if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+        return None
+    return r, s
 
 
 def _parse_der_signature(der: bytes) -> tuple[int, int]:

@@ -14,11 +14,11 @@ from api.app import create_app
 from api.auth import TokenVerifier
 from api.dependencies import get_gateway, get_verifier
 from api.settings import Settings
+from harness.topics import create_topics, unique_name
 from tests.api.apps import MakeSettings, Topics
 from tests.api.fakes import FakeGateway
 from tests.api.tokens import TokenMint
-from tests.claims import AUDIENCE, ISSUER
-from tests.integration.kafka_topics import create_topics, unique_name
+from tests.support.claims import AUDIENCE, ISSUER
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from tests.api.fakes import FakeGateway
 from tests.api.requests import SIGNATURE, registration
 from tests.api.shapes import assert_listed
 from tests.api.tokens import TokenMint
-from tests.claims import CLIENT_ID
+from tests.support.claims import CLIENT_ID
 
 DEVICE_ID = str(uuid.uuid4())
 ENDPOINTS = [

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from api.settings import Settings
 from tests.api.apps import running_app
 from tests.api.tokens import KID, TokenMint
-from tests.claims import AUDIENCE, ISSUER
+from tests.support.claims import AUDIENCE, ISSUER
 
 DEVICE_URL = f"/v1/mfa/devices/{uuid.uuid4()}"
 

@@ -27,7 +27,7 @@ from tests.api.requests import SIGNATURE, registration
 from tests.api.responder import Responder
 from tests.api.shapes import assert_flat, assert_listed, rejection_field
 from tests.api.tokens import TokenMint
-from tests.claims import CLIENT_ID
+from tests.support.claims import CLIENT_ID
 
 pytestmark = pytest.mark.kafka
 

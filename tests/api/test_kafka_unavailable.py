@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.topics import create_topics, unique_name
 from schemas.commands import Command
 from tests.api.apps import MakeSettings, Topics, instance_id, running_app
 from tests.api.fakes import ok
@@ -17,7 +18,6 @@ from tests.api.requests import SIGNATURE
 from tests.api.responder import Responder, silent
 from tests.api.shapes import assert_flat
 from tests.api.tokens import TokenMint
-from tests.integration.kafka_topics import create_topics, unique_name
 
 pytestmark = pytest.mark.kafka
 

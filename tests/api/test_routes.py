@@ -25,7 +25,7 @@ from tests.api.fakes import FakeGateway, ok, rejected
 from tests.api.requests import SIGNATURE, registration
 from tests.api.shapes import assert_flat, assert_listed, rejection_field
 from tests.api.tokens import TokenMint
-from tests.claims import CLIENT_ID
+from tests.support.claims import CLIENT_ID
 
 ID = uuid.UUID("6f1d8f3e-52c9-4a8e-9a57-0d5b8a3f4c21")
 CHALLENGE_URL = f"/v1/mfa/challenges/signatures/{ID}"

@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from tests.claims import access_claims
+from tests.support.claims import access_claims
 
 KID = "api-test-1"
 

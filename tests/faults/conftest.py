@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.integration.conftest import database_server, database_url  # noqa: F401
-from tests.postgres import BACKENDS, fresh_database, postgres_server
+from harness.postgres import fresh_database
+from tests.support.databases import BACKENDS, postgres_server
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -1,7 +1,7 @@
 """Concurrency at 50: the single-use challenge and the PSD2 attempt limit hold when many
 PUTs for one challenge race through the API, Kafka and the worker (SPEC §4, §5).
 
-tests/integration/test_device_binding_http.py already races 20 correct signatures; here 50
+tests/system/test_device_binding_http.py already races 20 correct signatures; here 50
 race, the events and the store are counted exactly, and the attempt limit is raced too.
 """
 
@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.engine import create_engine
-from tests.integration.http_stack import Tokens, api_client, api_settings
-from tests.integration.stack import (
+from tests.support.http import Tokens, api_client, api_settings
+from tests.support.worker import (
     DeviceKey,
     TopicReader,
     running_worker,

@@ -3,7 +3,7 @@
 Real processes on a real broker and a real database (SQLite, then PostgreSQL): API replicas
 (``python -m api``) and worker processes (``python -m worker``). A load shaped like a bank's
 app runs through the API while workers are killed, restarted, added and stopped. Afterwards
-everything is counted (see :func:`tests.faults.load.check_invariants`): every request got a
+everything is counted (see :func:`tests.faults.invariants.check_invariants`): every request got a
 terminal answer, the store agrees with the answers and with the events topic, no attempt is
 counted twice, nothing is verified that should not be, and no event id carries two contents.
 """
@@ -17,23 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.load import (
-    AppClient,
-    Fleet,
-    LoadDriver,
-    OtpBook,
-    Report,
-    TopicRecord,
-    check_invariants,
-    longest_stall,
-    read_store,
-    read_topic,
-    start_stack,
-    wait_for_group,
-    wait_until_drained,
-)
-from tests.integration.http_stack import Tokens
-from tests.integration.stack import worker_environment, worker_settings
+from harness.processes import Children
+from harness.stack import worker_environment
+from harness.topics import TopicRecord, read_topic, wait_for_group, wait_until_drained
+from tests.faults.driver import AppClient, LoadDriver, OtpBook
+from tests.faults.invariants import Report, check_invariants, longest_stall, read_store
+from tests.faults.stack import start_stack
+from tests.support.http import Tokens
+from tests.support.worker import worker_settings
 from worker.settings import WorkerSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
@@ -57,7 +48,7 @@ def _settings(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Worker
 
 
 async def _collect(
-    settings: WorkerSettings, database_url: str, driver: LoadDriver, fleet: Fleet
+    settings: WorkerSettings, database_url: str, driver: LoadDriver, fleet: Children
 ) -> tuple[Report, list[TopicRecord], str]:
     """Once every command is committed (so every event is on the topic), count. Also how many
     commands were published and how many times workers took one up (the difference is what
@@ -82,7 +73,7 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     per_process = 1  # a worker process is one member of the group
     kills: list[int] = []  # when each SIGKILL was sent, in ms since the epoch
     started = time.monotonic()
-    with Fleet(tmp_path) as fleet:
+    with Children(tmp_path / "logs") as fleet:
         urls = await start_stack(
             fleet, settings, tokens, apis=APIS, workers=2, reply_wait_seconds=REPLY_WAIT_SECONDS
         )
@@ -98,7 +89,7 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
             async def crash_twice() -> None:
                 # Each worker once, mid-load; a supervisor restarts it at once. The next kill
                 # waits for the group that replaced the dead member (its session expired).
-                for victim, after in (("worker-0", 400), ("worker-1", 1100)):
+                for victim, after in (("worker-1", 400), ("worker-2", 1100)):
                     await driver.reached(after)
                     members = await wait_for_group(kafka_bootstrap, group, 2 * per_process)
                     kills.append(time.time_ns() // 1_000_000)
@@ -133,8 +124,8 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     assert report.violations == [], "\n".join(report.violations[:50])
     assert (report.lost, report.double_counted, report.wrongly_verified) == (0, 0, 0)
     # The killed workers really did work before and after: their logs show commands.
-    for victim in ("worker-0", "worker-1"):
-        assert '"message": "handled ' in fleet.logs(victim)
+    for victim in ("worker-1", "worker-2"):
+        assert '"message": "handled ' in fleet.logs_of(victim)
 
 
 async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
@@ -149,7 +140,7 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
     extra: dict[str, str] = {}
     started = time.monotonic()
     joined_at = left_at = 0
-    with Fleet(tmp_path) as fleet:
+    with Children(tmp_path / "logs") as fleet:
         urls = await start_stack(
             fleet,
             settings,
@@ -171,7 +162,9 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
                 nonlocal joined_at, left_at
                 await driver.reached(100)
                 members = await wait_for_group(kafka_bootstrap, group, 2 * per_process)
-                fleet.start("worker-2", ["-m", "worker"], {**worker_environment(settings), **extra})
+                fleet.spawn(
+                    "worker-3", ["-m", "worker"], env={**worker_environment(settings), **extra}
+                )
                 members = await wait_for_group(
                     kafka_bootstrap, group, 3 * per_process, known=members, newcomers=per_process
                 )
@@ -179,7 +172,7 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
                 await driver.reached(joined_at + 100)
                 # SIGTERM: the worker drains (hands back what it has not begun, finishes what
                 # it has) and leaves the group; its partitions move to the other two.
-                assert fleet.terminate("worker-0") == 0
+                assert fleet.terminate("worker-1") == 0
                 await wait_for_group(kafka_bootstrap, group, 2 * per_process)
                 left_at = driver.answered
                 driver.finish_after(100)
@@ -203,5 +196,5 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
     # One OTP per challenge: no registration was processed twice into a second OTP.
     assert report.several_otps == {}, f"challenges with several OTPs: {report.several_otps}"
     # The partitions did move: the newcomer processed commands, the leaver had before.
-    assert '"message": "handled ' in fleet.logs("worker-2")
-    assert '"message": "handled ' in fleet.logs("worker-0")
+    assert '"message": "handled ' in fleet.logs_of("worker-3")
+    assert '"message": "handled ' in fleet.logs_of("worker-1")

@@ -40,7 +40,7 @@ from api.settings import Settings
 from schemas.errors import LIST_SHAPED_STATUSES
 from tests.api.fakes import FakeGateway
 from tests.api.tokens import TokenMint
-from tests.claims import AUDIENCE, ISSUER
+from tests.support.claims import AUDIENCE, ISSUER
 from worker.errors import InvalidPublicKey, SignatureRejected
 from worker.verify import verify_digest, verify_message
 

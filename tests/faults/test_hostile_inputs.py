@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.engine import create_engine
 from tests.faults.hostile import Hostile, cases
-from tests.integration.http_stack import Tokens, api_client, api_settings
-from tests.integration.stack import (
+from tests.support.http import Tokens, api_client, api_settings
+from tests.support.worker import (
     DeviceKey,
     TopicReader,
     running_worker,

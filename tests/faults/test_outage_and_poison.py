@@ -29,11 +29,11 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from deploy.kafka.local_kafka import LocalKafka
+from harness.kafka.local_kafka import LocalKafka
 from schemas.commands import COMMAND_ADAPTER
 from schemas.topics import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
-from tests.integration.http_stack import Tokens, api_client, api_settings
-from tests.integration.stack import DeviceKey, running_worker, worker_settings
+from tests.support.http import Tokens, api_client, api_settings
+from tests.support.worker import DeviceKey, running_worker, worker_settings
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka]
 

@@ -1,0 +1,336 @@
+"""The catalogue the AsyncAPI document is made from: every channel (topic), every message on
+it with its payload model, key and headers, and who sends or receives what. Data, so that a
+test can hand :func:`contracts.asyncapi.asyncapi_document` a changed model and see the
+document a consumer would get."""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from schemas import topics
+from schemas.commands import (
+    GetChallenge,
+    GetDevice,
+    ListDevices,
+    RegisterDevice,
+    UnbindDevice,
+    VerifySignature,
+)
+from schemas.events import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    ChallengeCreatedEvent,
+    DeviceUnboundEvent,
+    SignatureRejectedEvent,
+    SignatureVerifiedEvent,
+)
+from schemas.otp import OtpDelivery
+from schemas.replies import Reply
+from schemas.signals import SuspiciousActivityEvent
+
+ASYNCAPI_VERSION = "3.0.0"
+KAFKA_BINDING_VERSION = "0.5.0"
+SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    address: str
+    description: str
+    # Other teams read it: its objects are published open (see the module docstring).
+    public: bool
+
+
+COMMANDS_CHANNEL = Channel(
+    "commands",
+    topics.COMMANDS,
+    "Internal. Work for the workers, one command per accepted HTTP request.",
+    public=False,
+)
+EVENTS_CHANNEL = Channel(
+    "events",
+    topics.EVENTS,
+    "Public contract. Result events, CloudEvents 1.0 in structured JSON mode: one per "
+    "registration, per attempt that reached a worker and per unbinding. The CloudEvents id "
+    "stays the same when an event is published again: consumers deduplicate by it. No event "
+    "carries the OTP.",
+    public=True,
+)
+OTP_DELIVERIES_CHANNEL = Channel(
+    "otp_deliveries",
+    topics.OTP_DELIVERIES,
+    "Public contract, for the SMS gateway only. SENSITIVE: carries one-time passwords in "
+    "clear; short retention, and no reader but the SMS gateway.",
+    public=True,
+)
+COMMANDS_DLQ_CHANNEL = Channel(
+    "commands_dlq",
+    topics.COMMANDS_DLQ,
+    "Commands a worker could not parse, exactly as received, with why and where from in "
+    "headers. Never retried; for operators to inspect.",
+    public=True,
+)
+REPLIES_CHANNEL = Channel(
+    "replies",
+    topics.REPLIES,
+    "Internal, not for other teams: a worker's answer to the API replica that sent a "
+    "command. Every replica reads the whole topic and keeps the replies addressed to it.",
+    public=False,
+)
+SUSPICIOUS_ACTIVITY_CHANNEL = Channel(
+    "suspicious_activity",
+    topics.SUSPICIOUS_ACTIVITY,
+    "Public contract. Fraud signals, CloudEvents 1.0 in structured JSON mode, raised by the "
+    "fraud-signal consumer when one person's or one device's rejections within a sliding "
+    "window reach a threshold. No signal carries the OTP or a signature.",
+    public=True,
+)
+CHANNELS = (
+    COMMANDS_CHANNEL,
+    EVENTS_CHANNEL,
+    OTP_DELIVERIES_CHANNEL,
+    COMMANDS_DLQ_CHANNEL,
+    REPLIES_CHANNEL,
+    SUSPICIOUS_ACTIVITY_CHANNEL,
+)
+
+
+@dataclass(frozen=True)
+class MessageKey:
+    """The Kafka key: UTF-8 text, the value at ``payload_pointer`` in the payload."""
+
+    # A JSON pointer into the payload; None when the key is not taken from it (the DLQ).
+    payload_pointer: str | None
+    description: str
+    is_uuid: bool = True
+
+    def schema(self) -> dict[str, Any]:
+        source = (
+            f" The value at {self.payload_pointer} in the payload." if self.payload_pointer else ""
+        )
+        schema: dict[str, Any] = {"type": "string", "description": self.description + source}
+        if self.is_uuid:
+            schema["format"] = "uuid"
+        return schema
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    description: str
+    # The only value the header ever has, if it has just one.
+    const: str | None = None
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string", "description": self.description}
+        if self.const is not None:
+            schema["const"] = self.const
+        return schema
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """One kind of message on one channel: its payload model, key and headers."""
+
+    name: str
+    channel: Channel
+    summary: str
+    # None: the payload is opaque bytes (a dead letter may not even be JSON).
+    payload: type[BaseModel] | None
+    key: MessageKey
+    content_type: str = JSON
+    headers: tuple[Header, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """Who sends or receives what: one participant, one action, one channel."""
+
+    participant: str
+    action: Literal["send", "receive"]
+    channel: Channel
+    summary: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.participant}.{self.action}.{self.channel.id}"
+
+
+_BY_CHALLENGE = MessageKey("/challenge_id", "The challenge id.")
+_BY_DEVICE = MessageKey("/device_id", "The device id.")
+_EVENT_KEY = MessageKey(
+    "/subject",
+    "The challenge id, which is also the event's subject: the events of one challenge stay "
+    "in order on one partition.",
+)
+_CLOUDEVENTS_HEADER = Header(
+    "content-type", "CloudEvents structured JSON mode.", const=CLOUDEVENTS_CONTENT_TYPE
+)
+_JSON_HEADER = Header("content-type", "The payload is JSON.", const=JSON)
+_REPLY_PARTITION = Header(
+    topics.REPLY_PARTITION_HEADER,
+    "The partition of the replies topic the sending API replica reads (decimal ASCII): the "
+    "worker's reply goes there. Absent: the reply is partitioned by its key.",
+)
+
+COMMAND_MESSAGES = (
+    MessageSpec(
+        "register_device",
+        COMMANDS_CHANNEL,
+        "Register a device key and issue its signature challenge (POST /v1/mfa/devices).",
+        RegisterDevice,
+        _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "verify_signature",
+        COMMANDS_CHANNEL,
+        "Verify a challenge's signature (PUT /v1/mfa/challenges/signatures/{id}).",
+        VerifySignature,
+        _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "unbind_device",
+        COMMANDS_CHANNEL,
+        "Unbind a device (DELETE /v1/mfa/devices/{id}).",
+        UnbindDevice,
+        _BY_DEVICE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "get_challenge",
+        COMMANDS_CHANNEL,
+        "Read a challenge (GET /v1/mfa/challenges/signatures/{id}).",
+        GetChallenge,
+        _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "get_device",
+        COMMANDS_CHANNEL,
+        "Read a device (GET /v1/mfa/devices/{id}).",
+        GetDevice,
+        _BY_DEVICE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "list_devices",
+        COMMANDS_CHANNEL,
+        "List a person's devices (GET /v1/mfa/devices).",
+        ListDevices,
+        MessageKey("/person_id", "The person id.", is_uuid=False),
+        headers=(_REPLY_PARTITION,),
+    ),
+)
+
+EVENT_MESSAGES = (
+    MessageSpec(
+        "challenge_created",
+        EVENTS_CHANNEL,
+        "A device was registered and its signature challenge issued.",
+        ChallengeCreatedEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "signature_verified",
+        EVENTS_CHANNEL,
+        "An attempt's signature verified: the device is bound.",
+        SignatureVerifiedEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "signature_rejected",
+        EVENTS_CHANNEL,
+        "An attempt was refused; data.reason says why.",
+        SignatureRejectedEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "device_unbound",
+        EVENTS_CHANNEL,
+        "A device was unbound; the subject is the challenge that had bound it.",
+        DeviceUnboundEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+)
+
+DEFAULT_MESSAGES: tuple[MessageSpec, ...] = (
+    *COMMAND_MESSAGES,
+    *EVENT_MESSAGES,
+    MessageSpec(
+        "otp_delivery",
+        OTP_DELIVERIES_CHANNEL,
+        "SENSITIVE: a one-time password for the SMS gateway to send. Short retention.",
+        OtpDelivery,
+        MessageKey("/person_id", "The person id.", is_uuid=False),
+        headers=(_JSON_HEADER,),
+    ),
+    MessageSpec(
+        "dead_letter",
+        COMMANDS_DLQ_CHANNEL,
+        "A command that could not be parsed: its bytes and key exactly as received.",
+        None,
+        MessageKey(None, "The dead-lettered command's key, as received.", is_uuid=False),
+        OCTET_STREAM,
+        (
+            Header(topics.DLQ_REASON_HEADER, "Where and why the command is malformed."),
+            Header(topics.DLQ_SOURCE_HEADER, "Where it was read: topic/partition/offset."),
+        ),
+    ),
+    MessageSpec(
+        "reply",
+        REPLIES_CHANNEL,
+        "Internal, not for other teams: the outcome of one command, for the API replica "
+        "that sent it.",
+        Reply,
+        MessageKey("/command_id", "The command id."),
+        headers=(
+            _JSON_HEADER,
+            Header(
+                topics.REPLY_TO_HEADER,
+                "The instance id of the API replica waiting for the reply: a replica that "
+                "finds another's reply on its partition (one moved to it) skips it unread.",
+            ),
+        ),
+    ),
+    MessageSpec(
+        "suspicious_activity",
+        SUSPICIOUS_ACTIVITY_CHANNEL,
+        "Rejections of one person (scope person) or one device (scope device) reached the "
+        "threshold within the window.",
+        SuspiciousActivityEvent,
+        MessageKey("/data/person_id", "The person id.", is_uuid=False),
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+)
+
+OPERATIONS = (
+    Operation("api", "send", COMMANDS_CHANNEL, "The HTTP front publishes each command."),
+    Operation(
+        "api", "receive", REPLIES_CHANNEL, "Each API replica reads the replies addressed to it."
+    ),
+    Operation("worker", "receive", COMMANDS_CHANNEL, "The workers decide each command."),
+    Operation("worker", "send", EVENTS_CHANNEL, "The workers announce each decision."),
+    Operation("worker", "send", OTP_DELIVERIES_CHANNEL, "The workers hand OTPs to the gateway."),
+    Operation("worker", "send", REPLIES_CHANNEL, "The workers answer the API replica."),
+    Operation("worker", "send", COMMANDS_DLQ_CHANNEL, "The workers set aside malformed commands."),
+    Operation("audit", "receive", EVENTS_CHANNEL, "The audit consumer keeps every event."),
+    Operation("fraud", "receive", EVENTS_CHANNEL, "The fraud consumer counts rejections."),
+    Operation(
+        "fraud", "send", SUSPICIOUS_ACTIVITY_CHANNEL, "The fraud consumer raises fraud signals."
+    ),
+    Operation("sms_gateway", "receive", OTP_DELIVERIES_CHANNEL, "The SMS gateway sends OTPs."),
+)

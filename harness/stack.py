@@ -1,0 +1,208 @@
+"""The product as ``make run`` starts it, for the tests and benchmarks: worker processes and
+API replicas on a Kafka broker, on private topics and a private group, each process waited
+for until it can take work.
+
+- environments: :func:`stack_environment` (workers and API on :class:`StackTopics`),
+  :func:`worker_environment` (a worker's settings, as variables), :func:`auth_environment`;
+- :func:`start_stack`: ``workers`` workers, then ``apis`` API replicas on free ports once the
+  workers have made the topics; returns the API URLs once every replica is ready and every
+  worker is in the group;
+- waits: :func:`wait_until_ready` (``/readyz``), :func:`wait_for_topics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient
+
+from dev import devkeys
+from harness.ports import free_port
+from harness.processes import PYTHON, ROOT, Children
+from harness.topics import wait_for_group
+from worker.settings import WorkerSettings
+
+READY_TIMEOUT_SECONDS = 180.0
+
+
+@dataclass(frozen=True)
+class StackTopics:
+    """The product's topics and worker group under one private prefix."""
+
+    prefix: str
+
+    @classmethod
+    def fresh(cls, label: str) -> StackTopics:
+        return cls(f"{label}.{uuid.uuid4().hex[:8]}")
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.prefix}.replies"
+
+    @property
+    def otp(self) -> str:
+        return f"{self.prefix}.otp"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.commands.dlq"
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}.workers"
+
+    def worker_env(self) -> dict[str, str]:
+        """What ``python -m worker`` reads to use these topics and this group."""
+        return {
+            "CONSUMER_GROUP": self.group,
+            "COMMANDS_TOPIC": self.commands,
+            "EVENTS_TOPIC": self.events,
+            "OTP_DELIVERIES_TOPIC": self.otp,
+            "DEAD_LETTER_TOPIC": self.dead_letters,
+            "REPLIES_TOPIC": self.replies,
+        }
+
+    def api_env(self) -> dict[str, str]:
+        return {"COMMANDS_TOPIC": self.commands, "REPLIES_TOPIC": self.replies}
+
+
+def auth_environment(jwks: Path) -> dict[str, str]:
+    """The API's token settings for the development signing key in ``jwks``."""
+    return {
+        "AUTH_JWKS_FILE": str(jwks),
+        "AUTH_ISSUER": devkeys.DEFAULT_ISSUER,
+        "AUTH_AUDIENCE": devkeys.DEFAULT_AUDIENCE,
+    }
+
+
+def stack_environment(
+    *, bootstrap: str, database_url: str, jwks: Path, topics: StackTopics
+) -> dict[str, str]:
+    """What workers and API replicas on ``topics`` read (the API's topics added by
+    :func:`start_stack`)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": database_url,
+        **auth_environment(jwks),
+        **topics.worker_env(),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def worker_environment(settings: WorkerSettings) -> dict[str, str]:
+    """The environment that makes ``python -m worker`` run with ``settings``: its own
+    topics, group and database, migrated at start-up, probes on a free port (several
+    workers share the host in tests)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "CONSUMER_GROUP": settings.consumer_group,
+        "COMMANDS_TOPIC": settings.commands_topic,
+        "EVENTS_TOPIC": settings.events_topic,
+        "OTP_DELIVERIES_TOPIC": settings.otp_deliveries_topic,
+        "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "REPLIES_TOPIC": settings.replies_topic,
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "AUTO_MIGRATE": "true",
+        "WORKER_HTTP_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def migrate(env: dict[str, str], *, cwd: Path = ROOT) -> None:
+    """The worker's schema first, once, as ``make run`` and the Kubernetes Job do."""
+    done = subprocess.run(
+        [PYTHON, "-m", "worker", "migrate"],
+        env={**os.environ, **env},
+        cwd=cwd,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    if done.returncode != 0:
+        output = done.stdout.decode(errors="replace")
+        raise RuntimeError(f"python -m worker migrate failed:\n{output}")
+
+
+async def wait_until_ready(
+    url: str, *, within: float = READY_TIMEOUT_SECONDS, children: Children | None = None
+) -> None:
+    """Until ``url`` answers 200, failing early if one of ``children`` died."""
+    async with httpx.AsyncClient() as http, asyncio.timeout(within):
+        while True:
+            if children is not None:
+                children.check_alive()
+            try:
+                if (await http.get(url, timeout=2)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.25)
+
+
+async def wait_for_topics(
+    bootstrap: str, names: set[str], *, within: float = READY_TIMEOUT_SECONDS
+) -> None:
+    """Until every topic of ``names`` exists (the workers create them as they start)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(within):
+            while not names <= set(await admin.list_topics()):
+                await asyncio.sleep(0.25)
+    finally:
+        await admin.close()
+
+
+async def start_stack(
+    children: Children,
+    *,
+    worker_env: dict[str, str],
+    api_env: dict[str, str],
+    workers: int,
+    apis: int,
+    worker_ports: list[int] | None = None,
+) -> list[str]:
+    """Start ``workers`` workers (``worker-1``...) and, once they have made the topics,
+    ``apis`` API replicas (``api-1``...) on free ports; the API URLs, once every replica is
+    ready and every worker is a member of the group."""
+    ports = worker_ports or [free_port() for _ in range(workers)]
+    for number, port in enumerate(ports, start=1):
+        children.spawn(
+            f"worker-{number}",
+            ["-m", "worker"],
+            env={**worker_env, "WORKER_HTTP_PORT": str(port)},
+            role="worker",
+        )
+    bootstrap = worker_env["KAFKA_BOOTSTRAP_SERVERS"]
+    needed = {worker_env[name] for name in ("COMMANDS_TOPIC", "REPLIES_TOPIC", "EVENTS_TOPIC")}
+    await wait_for_topics(bootstrap, needed)
+    urls = []
+    for number in range(1, apis + 1):
+        port = free_port()
+        children.spawn(
+            f"api-{number}",
+            ["-m", "api"],
+            env={**api_env, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
+            role="api",
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        await wait_until_ready(f"{url}/readyz", children=children)
+    # One group member per worker process.
+    await wait_for_group(bootstrap, worker_env["CONSUMER_GROUP"], workers)
+    return urls
