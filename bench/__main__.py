@@ -37,6 +37,7 @@ from typing import Any
 
 from bench import drain, e2e, report, verify
 from bench.databases import fresh_postgres, postgres_server
+from bench.summary import finite
 from bench.warmup import warm_broker
 from harness.kafka import local_kafka
 from harness.processes import ROOT, run_folder, stop_on_sigterm
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _write(path: Path, result: dict[str, Any]) -> None:
-    path.write_text(json.dumps(report.finite(result), indent=2) + "\n")
+    path.write_text(json.dumps(finite(result), indent=2) + "\n")
 
 
 @contextmanager

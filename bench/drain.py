@@ -1,47 +1,13 @@
-"""``python -m bench.drain``: how fast ONE worker process drains a backlog of
-verification commands (issue 6's ``worker_drain_per_s``; goal >= 5,000/s).
-
-1. Seeds ``--commands`` (50,000) pending challenges into a fresh SQLite store
-   (:mod:`bench.seed`) and migrates it.
-2. Produces one ``VerifySignature`` per challenge, with the correct signature of its
-   real OTP digest and ``reply_to`` set as the API sets it, to a fresh commands topic of
-   ``--partitions`` (6, the worker's default) partitions: the whole backlog is there before
-   any worker runs.
-3. Starts one ``python -m worker`` on those topics, its store and a fresh group, and waits
-   until the group has committed every command's offset (which SPEC §6 allows only once
-   the command's outcome is stored and its event published). ``--budget-seconds`` (300)
-   bounds the wait from the first event, so that ``make bench`` ends in its 20 minutes
-   however slow the worker is: a worker at the goal drains 50,000 in 10 s; one that has
-   not finished by then is stopped, and the rate is reported over the commands it did
-   decide, marked partial.
-
-Every command is the full job: read the challenge, verify the signature, store the
-decision (challenge verified, device bound, attempt row), publish the event and the
-reply (acks=all, idempotent producer), commit the offset.
-
-The rate is counted from the first event to the last command's first event, by the
-timestamps the worker's producer gave them, so the worker's start-up (imports, schema
-check, group join) is not in it; the rate from the process's spawn is reported beside it.
-Afterwards every event is read back: each challenge counts once (a command processed again
-after a rebalance publishes its event again), the copies are reported, and any type but
-``signature_verified`` fails the run, since the benchmark would not have measured what it
-claims.
-
-``--profile`` attaches ``py-spy`` (the bench extra) to the worker once it has begun, and
-prints where its threads spent the drain (:mod:`bench.profiling`). Runs on its own
-Kafka broker under ``var/bench/`` unless ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS``
-names one.
-"""
+"""``python -m bench.drain``: how fast one worker process drains a backlog of verification
+commands, on SQLite or PostgreSQL, with or without a customer base already stored, and with
+this checkout's worker or another's (the baseline). The method: docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -53,20 +19,19 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from bench.databases import fresh_postgres, postgres_server, sqlite_url
+from bench.drain_watch import PROFILE_RATE_HZ, events_out, watch_drain
 from bench.profiling import format_profile, parse_collapsed
 from bench.scrape import scrape
 from bench.seed import seed, seed_customers, verify_command
 from dev import devkeys
-from harness.cpu import cpu_seconds, kafka_pids, tree_cpu_seconds
 from harness.kafka import local_kafka
 from harness.ports import free_port
-from harness.processes import ROOT, Child, Children, run_folder, stop_on_sigterm
+from harness.processes import ROOT, Children, run_folder, stop_on_sigterm
 from harness.stack import StackTopics, migrate, stack_environment
-from harness.topics import OffsetWatch, create_topic, produce, read_all
+from harness.topics import create_topic, produce, read_all
 
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 VERIFIED = "mfa.device_binding.signature_verified"
-PROFILE_RATE_HZ = 100
 
 
 @dataclass(frozen=True)
@@ -160,119 +125,6 @@ class DrainResult:
         return asdict(self)
 
 
-def _start_profiler(children: Children, worker: Child, out: Path) -> Child | None:
-    # The venv's own first (make bench does not activate it), then the PATH's.
-    beside = Path(sys.executable).parent / "py-spy"
-    spy = str(beside) if beside.exists() else shutil.which("py-spy")
-    if spy is None:
-        print("py-spy not found (pip install -e '.[bench]'); no profile", flush=True)
-        return None
-    return children.spawn(
-        "py-spy",
-        [
-            *(spy, "record", "--pid", str(worker.pid), "--format", "raw", "--threads"),
-            # The verification process beside the worker's event loop too.
-            "--subprocesses",
-            *("--nonblocking", "--rate", str(PROFILE_RATE_HZ), "--output", str(out)),
-        ],
-        python=False,
-        role="profiler",
-    )
-
-
-@dataclass
-class _Watched:
-    complete: bool
-    # Wall clock (epoch seconds) when every command's offset was seen committed.
-    committed_at: float | None
-    profiler: Child | None
-    profiled_s: float
-    # CPU time of the worker process from its first event to the last commit seen.
-    cpu_s: float | None
-    # The same for the Kafka broker (None when it is not this run's own).
-    kafka_cpu_s: float | None
-
-
-async def _watch(
-    bootstrap: str,
-    topics: StackTopics,
-    commands: int,
-    children: Children,
-    worker: Child,
-    *,
-    profile_out: Path | None,
-    budget_s: float | None,
-    give_up_after: float,
-    kafka_dir: Path | None,
-) -> _Watched:
-    """Poll until the group has committed every command (SPEC §6: only once its outcome is
-    stored and its event published), or the budget, counted from the first event, is
-    spent. The events topic's end says when the first event is out (the profiler starts
-    then)."""
-    watch = OffsetWatch(bootstrap)
-    await watch.start()
-    profiler: Child | None = None
-    first_seen: float | None = None
-    cpu_at_first: float | None = None
-    kafka_at_first: float | None = None
-    committed = 0
-    try:
-        deadline = time.monotonic() + give_up_after
-        while committed < commands:
-            children.check_alive()
-            now = time.monotonic()
-            if now > deadline:
-                raise TimeoutError(f"{committed}/{commands} committed after {give_up_after:.0f}s")
-            if first_seen is not None and budget_s is not None and now - first_seen > budget_s:
-                break
-            if first_seen is None and await watch.end(topics.events) > 0:
-                first_seen = time.monotonic()
-                cpu_at_first = tree_cpu_seconds(worker.pid)
-                kafka_at_first = _kafka_cpu(kafka_dir)
-                if profile_out is not None:
-                    profiler = _start_profiler(children, worker, profile_out)
-            committed = await watch.committed(topics.group, topics.commands)
-            await asyncio.sleep(0.2)
-        done = time.monotonic()
-        cpu_at_end = tree_cpu_seconds(worker.pid)
-        kafka_at_end = _kafka_cpu(kafka_dir)
-        if profiler is not None:
-            # SIGINT: py-spy writes what it has and exits.
-            profiler.process.send_signal(signal.SIGINT)
-        profiled = done - (first_seen or done)
-        complete = committed >= commands
-        cpu = (
-            cpu_at_end - cpu_at_first
-            if cpu_at_end is not None and cpu_at_first is not None
-            else None
-        )
-        kafka = (
-            kafka_at_end - kafka_at_first
-            if kafka_at_end is not None and kafka_at_first is not None
-            else None
-        )
-        return _Watched(complete, time.time() if complete else None, profiler, profiled, cpu, kafka)
-    finally:
-        await watch.stop()
-
-
-def _kafka_cpu(kafka_dir: Path | None) -> float | None:
-    if kafka_dir is None:
-        return None
-    seconds = [cpu_seconds(pid) for pid in kafka_pids(kafka_dir)]
-    known = [value for value in seconds if value is not None]
-    return sum(known) if known else None
-
-
-async def _events_out(bootstrap: str, topic: str) -> int:
-    watch = OffsetWatch(bootstrap)
-    await watch.start()
-    try:
-        return await watch.end(topic)
-    finally:
-        await watch.stop()
-
-
 def run_drain(
     bootstrap: str,
     workdir: Path,
@@ -338,7 +190,7 @@ def run_drain(
         spawned = time.time()
         worker = children.spawn("worker", ["-m", "worker"], env=env, role="worker", cwd=source)
         watched = asyncio.run(
-            _watch(
+            watch_drain(
                 bootstrap,
                 topics,
                 commands,
@@ -359,7 +211,7 @@ def run_drain(
         children.stop(worker)
         peaks = {name: kib for name, kib in children.peaks_kib.items() if name != "py-spy"}
 
-    out = asyncio.run(_events_out(bootstrap, topics.events))
+    out = asyncio.run(events_out(bootstrap, topics.events))
     events = timeline(asyncio.run(read_all(bootstrap, topics.events, out, within=180)))
     if events.decided == 0:
         raise RuntimeError("the worker published no event")

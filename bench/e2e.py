@@ -1,34 +1,6 @@
-"""``python -m bench.e2e``: latency against offered load, open loop, for the full
-stack and for its inline peer (issue 6's ``e2e_vs_inline_throughput`` and
-``e2e_p99_ms_at_500rps``).
-
-For each system (``--systems stack,inline``), started fresh on free ports
-(:mod:`harness.stack`):
-
-1. a warm-up of 2 s at 10 requests/s, not recorded (connections, caches, Kafka metadata);
-2. the ladder: ``--rates`` in order, ``--step-seconds`` (10) each, every step a separate
-   load-generator process (:mod:`bench.loadgen`) offering a fixed arrival rate of
-   ``PUT /v1/mfa/challenges/signatures/{id}`` with correct signatures (a step at a low
-   rate lasts long enough for ``--min-requests``, 100, so that its p99 is not simply its
-   slowest request). The ladder stops
-   after the first step whose p99 is 100 ms or more, or that had any error (a status other
-   than 204, a timeout); then ``--refine`` (2) bisection steps between the last step that
-   passed and the first that failed, since the ladder's rungs are coarse. The highest step
-   passed below the lowest failure is the system's highest sustainable rate. If every step
-   passes, that rate is only a lower bound (``ladder_exhausted``);
-3. the full stack only: ``--at-rate`` (500) requests/s for ``--at-seconds`` (10), whatever
-   the ladder found, for ``e2e_p99_ms_at_500rps``.
-
-Before each step its challenges are seeded (:mod:`bench.seed`: every request
-verifies a pending challenge with the correct signature of its OTP, the realistic and most
-expensive path), and the stack's workers must have committed every earlier command: an
-overloaded step's backlog would otherwise be charged to the next one.
-
-Everything runs on this machine: Kafka, the API, the workers (two, as ``make run``) and the
-generator share its cores, and the rates say what this machine sustains, not a cluster.
-At the end the API's and workers' own histograms (publish, reply wait, handling) are read
-from their ``/metrics``, to split the latency between the stages.
-"""
+"""``python -m bench.e2e``: latency against offered load, open loop, for the full stack and
+for its inline peer; the stack at a fixed rate; and the CPU time every stack process spends
+per request. The method: docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -38,15 +10,13 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.databases import sqlite_url
+from bench.ladder import SystemResult, Target, print_step, run_ladder, run_step
 from bench.scrape import scrape
-from bench.seed import BENCH_CLIENT_ID, seed, write_tickets
-from bench.stats import StepStats, highest_sustainable, ladder_exhausted, requests_in
-from bench.stats import step_stats as summarise
+from bench.seed import BENCH_CLIENT_ID
 from bench.warmup import warm_broker
 from dev import devkeys
 from harness.cpu import kafka_pids, snapshot
@@ -66,90 +36,10 @@ from harness.topics import OffsetWatch
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 DEFAULT_RATES = (5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 800, 1000)
 SYSTEMS = ("stack", "inline")
-WARMUP_RATE, WARMUP_SECONDS = 10.0, 2.0
 CATCH_UP_SECONDS = 180.0
 # A step lasts long enough for this many requests: the p99 of 20 samples would be their
 # maximum, and a single slow request would decide the step.
 MIN_REQUESTS = 100
-
-
-@dataclass
-class SystemResult:
-    system: str
-    steps: list[StepStats] = field(default_factory=list)
-    fixed: StepStats | None = None
-    peak_rss_kib: dict[str, int] = field(default_factory=dict)
-    peak_rss_by_role_kib: dict[str, int] = field(default_factory=dict)
-    # The processes' own histograms (cumulative), after the ladder and after the fixed run.
-    histograms: dict[str, dict[str, dict[str, dict[str, Any]] | None]] = field(default_factory=dict)
-    # Seconds the stack's workers needed to catch up after a step, by offered rate.
-    catch_up_s: dict[str, float] = field(default_factory=dict)
-    # The fixed-rate CPU run: CPU seconds of each process (Kafka included) over its requests.
-    cpu: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "system": self.system,
-            "max_sustainable_rps": highest_sustainable(self.steps),
-            "ladder_exhausted": ladder_exhausted(self.steps),
-            "steps": [step.as_dict() for step in sorted(self.steps, key=lambda s: s.rate)],
-            "fixed": self.fixed.as_dict() if self.fixed else None,
-            "peak_rss_kib": self.peak_rss_kib,
-            "peak_rss_by_role_kib": self.peak_rss_by_role_kib,
-            "histograms": self.histograms,
-            "catch_up_s": self.catch_up_s,
-            "cpu": self.cpu,
-        }
-
-
-@dataclass
-class Target:
-    """One running system: where to send, and how to prepare and settle a step."""
-
-    system: str
-    url: str
-    database: Path
-    children: Children
-    # Blocks until the system has finished the work of earlier steps; seconds it took.
-    settle: Callable[[], float]
-
-
-def _run_step(
-    target: Target, workdir: Path, token_file: Path, rate: float, seconds: float
-) -> StepStats:
-    count = requests_in(rate, seconds)
-    tickets = seed(sqlite_url(target.database), count)
-    label = f"{target.system}-{rate:g}"
-    tickets_file = workdir / "tickets" / f"{label}.jsonl"
-    write_tickets(tickets_file, tickets)
-    out = workdir / "steps" / f"{label}.json"
-    generator = target.children.spawn(
-        f"loadgen-{label}",
-        [
-            "-m",
-            "bench.loadgen",
-            *("--url", target.url, "--tickets", str(tickets_file)),
-            *("--token-file", str(token_file), "--rate", f"{rate:g}"),
-            *("--duration", f"{seconds:g}", "--system", target.system, "--out", str(out)),
-        ],
-        role="loadgen",
-    )
-    # The generator's own deadline: every request answered or timed out (30 s each).
-    generator.process.wait(timeout=seconds + 120)
-    target.children.stop(generator)
-    if generator.process.returncode != 0 or not out.exists():
-        raise RuntimeError(f"load generator failed ({generator.log_path}):\n{generator.log_tail()}")
-    samples = json.loads(out.read_text())
-    tickets_file.unlink()
-    return summarise(
-        system=target.system,
-        rate=rate,
-        duration_s=seconds,
-        latencies_ms=samples["latency_ms"],
-        statuses=samples["status"],
-        send_lags_ms=samples["send_lag_ms"],
-        wall_s=samples["wall_s"],
-    )
 
 
 def _cpu_run(
@@ -167,7 +57,7 @@ def _cpu_run(
     for pid in kafka_pids(kafka_dir) if kafka_dir else []:
         pids[f"kafka-{pid}"] = pid
     before = snapshot(pids.values())
-    step = _run_step(target, workdir, token_file, rate, seconds)
+    step = run_step(target, workdir, token_file, rate, seconds)
     target.settle()
     after = snapshot(pids.values())
     used = {
@@ -177,7 +67,7 @@ def _cpu_run(
     }
     answered = step.requests - step.errors
     total = sum(used.values())
-    _print_step(step)
+    print_step(step)
     print(f"  CPU over {answered} requests: {used} s", flush=True)
     return {
         "rate": rate,
@@ -213,68 +103,6 @@ def start_inline_peer(children: Children, *, database: Path, jwks: Path) -> str:
 
 def scrape_all(endpoints: dict[str, str]) -> dict[str, dict[str, dict[str, Any]] | None]:
     return {name: scrape(url) for name, url in endpoints.items()}
-
-
-def _print_step(step: StepStats) -> None:
-    verdict = "ok" if step.sustainable else "NOT sustainable"
-    errors = f" {step.error_statuses}" if step.errors else ""
-    print(
-        f"  {step.system:<6} {step.rate:>6g}/s: p50 {step.p50_ms:8.1f}  p99 {step.p99_ms:8.1f}"
-        f"  p99.9 {step.p999_ms:8.1f}  max {step.max_ms:8.1f} ms, {step.errors} errors{errors},"
-        f" achieved {step.achieved_rps:6.1f}/s, send lag p99 {step.send_lag_p99_ms:.1f} ms"
-        f" -> {verdict}",
-        flush=True,
-    )
-
-
-def refinement(steps: Sequence[StepStats]) -> float | None:
-    """The next rate to try between the highest sustainable step and the lowest one above
-    it that failed (bisection); None when they are within 10% (or 1/s) of each other."""
-    failed = [step.rate for step in steps if not step.sustainable]
-    if not failed:
-        return None
-    low = highest_sustainable(steps) or 0.0
-    high = min(rate for rate in failed if rate > low)
-    middle = round((low + high) / 2)
-    if high - low <= max(1.0, 0.1 * high) or middle in (low, high):
-        return None
-    return float(middle)
-
-
-def run_ladder(
-    target: Target,
-    workdir: Path,
-    token_file: Path,
-    *,
-    rates: Sequence[float],
-    step_seconds: float,
-    settle_seconds: float,
-    refine: int,
-    min_requests: int,
-    result: SystemResult,
-) -> None:
-    """The ladder up to its first unsustainable step, then ``refine`` bisection steps
-    between the last step that passed and that one."""
-
-    def step_at(rate: float) -> StepStats:
-        result.catch_up_s[f"before {rate:g}"] = round(target.settle(), 2)
-        time.sleep(settle_seconds)
-        seconds = max(step_seconds, min_requests / rate)
-        step = _run_step(target, workdir, token_file, rate, seconds)
-        _print_step(step)
-        result.steps.append(step)
-        return step
-
-    _run_step(target, workdir, token_file, WARMUP_RATE, WARMUP_SECONDS)
-    for rate in rates:
-        if not step_at(rate).sustainable:
-            break
-    for _ in range(refine):
-        between = refinement(result.steps)
-        if between is None:
-            break
-        print(f"  {target.system}: refining at {between:g}/s", flush=True)
-        step_at(between)
 
 
 def _stack_settle(bootstrap: str, topics: StackTopics) -> Callable[[], float]:
@@ -373,9 +201,9 @@ def run_system(
         if system == "stack" and at_rate > 0:
             result.catch_up_s[f"before fixed {at_rate:g}"] = round(settle(), 2)
             time.sleep(settle_seconds)
-            result.fixed = _run_step(target, workdir, token_file, at_rate, at_seconds)
+            result.fixed = run_step(target, workdir, token_file, at_rate, at_seconds)
             print("  fixed rate:", flush=True)
-            _print_step(result.fixed)
+            print_step(result.fixed)
             result.histograms[f"after fixed {at_rate:g}/s"] = scrape_all(metrics)
         if system == "stack" and cpu_rate > 0:
             result.catch_up_s[f"before cpu {cpu_rate:g}"] = round(settle(), 2)

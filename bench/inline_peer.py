@@ -1,25 +1,6 @@
-"""``python -m bench.inline_peer``: the baseline of the end-to-end benchmark, the API with the
-worker's decisions taken inside the API process, no Kafka.
-
-The same FastAPI routes, authentication, request ids, error answers and middlewares as
-``api.app.create_app`` (both get them from ``api.app.serve_routes``), and the same store and
-decisions as the worker: signature attempts go through :class:`~worker.attempts.runs.
-AttemptRuns` on the same batched attempt store, every other command through
-``BindingService``. Only the gateway differs: where the real API publishes the command to
-Kafka and waits for a worker's reply, :class:`InlineGateway` queues it in-process, and one
-task decides whatever attempts have queued up as one run (a group commit: the best a user
-could write without Kafka, so that the comparison is not against a straw man). Events and
-OTPs are counted and dropped: publishing them is the Kafka work this peer leaves out.
-
-So the ratio of the two systems' sustainable rates is what the architecture (two Kafka
-round trips, a separate worker process, acks=all) costs against doing the same verification
-and store update in the request's own process.
-
-Configuration from the environment, as the two processes it stands for read it:
-``AUTH_JWKS_FILE``, ``AUTH_ISSUER``, ``AUTH_AUDIENCE`` (api.settings), ``DATABASE_URL``,
-``AUTO_MIGRATE`` and ``CHALLENGE_TTL_SECONDS`` (worker.settings), ``API_HOST``/``API_PORT``.
-Served like ``python -m api``: uvicorn, one process, the same logging.
-"""
+"""``python -m bench.inline_peer``: the baseline of the end-to-end benchmark, the API with
+the worker's decisions taken in-process (the same routes, store, decisions and batching), no
+Kafka. What it stands for: docs/benchmarks.md."""
 
 from __future__ import annotations
 

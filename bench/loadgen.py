@@ -1,29 +1,9 @@
-"""``python -m bench.loadgen``: an open-loop load generator, in a process of its own.
-
-Sends ``PUT /v1/mfa/challenges/signatures/{id}`` with correct signatures (tickets written
-by :mod:`bench.seed`) at a fixed arrival rate for a fixed time, and writes, per
-request, its intended send time, its latency from that intended time, how late it was
-actually sent, and its HTTP status (0: timed out, -1: connection failed)::
+"""``python -m bench.loadgen``: an open-loop load generator in a process of its own, sending
+``PUT /v1/mfa/challenges/signatures/{id}`` at a fixed arrival rate and writing each request's
+latency from its intended send time. Why open loop, and why hand-written: docs/benchmarks.md.
 
     python -m bench.loadgen --url http://127.0.0.1:8000 --tickets t.jsonl \\
         --token-file token.txt --rate 200 --duration 10 --out step.json
-
-Why open loop: a closed-loop client (N requests in flight, the next sent when one
-returns) slows down with the system it measures, so a stall delays the requests that
-would have seen it and they never count (coordinated omission). Here request ``i`` is due
-at ``i / rate`` regardless, and a request that has to wait for a connection or for the
-generator itself is charged that wait.
-
-Why its own process: the system under test and the generator would otherwise share one
-event loop's stalls. Why a hand-written HTTP/1.1 client over asyncio streams and not
-httpx: at a few hundred requests per second on two cores, a general-purpose client's
-per-request CPU would be a measurable share of the machine and of the latency; this one
-writes a pre-built request and reads a status line, headers and a body, on keep-alive
-connections from a pool (opened ahead of the step, grown on demand up to
-``--max-connections``; a request waiting for a free one is charged the wait). Like any
-HTTP client it replaces a keep-alive connection the server closed while it was idle and
-sends the request again (charged too), so that no server-side idle timeout is ever
-reported as an error of the system under test.
 """
 
 from __future__ import annotations

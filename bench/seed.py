@@ -1,25 +1,6 @@
 """Pending challenges with known OTPs, written straight into a store, and the correct
-signature of each: the work a benchmark then submits. Also the customer base a store
-already holds (:func:`seed_customers`), to measure that the cost of a decision does not grow
-with it.
-
-Why not register the devices through the product: a registration costs about what a
-verification does (a command through Kafka, a worker, a store transaction, an OTP on the
-OTP topic to read back), so preparing the 50,000 challenges of the drain and the tens of
-thousands of the load ladders that way would spend much of the budget, and measure
-registration on the way. The rows written here are those the worker writes after delivering
-a registration's OTP (a pending device of its own person, a pending challenge holding
-SHA-256 of the OTP, ``otp_delivered`` set). Everything the benchmark then measures, the
-verification and its store update, is the product's path untouched.
-
-Each device has its own P-256 key and its own person (a person binds at most five devices),
-all owned by one client, whose token the load generator presents. A challenge lives
-``ttl`` (an hour by default, beyond the product's ten-minute maximum, because a ladder
-seeded at its start runs for minutes): expiry is not on the measured path.
-
-Rows go in through the plain drivers (``sqlite3``, asyncpg's ``COPY``): seeding a million
-rows through the ORM would take longer than the benchmark it prepares.
-"""
+signature of each; and the customer base a store already holds. Why written straight in,
+and what the rows are: docs/benchmarks.md."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# What "sustainable" means for a step (issue 6): p99 under this, and no error at all.
+# What "sustainable" means for a step: p99 under this, and no error at all.
 P99_LIMIT_MS = 100.0
 
 

@@ -1,22 +1,6 @@
-"""``python -m bench.verify``: the project's verifier on one core, against
-``openssl speed -seconds 3 ecdsap256`` measured in the same run (issue 6's
-``verify_vs_openssl``; goal >= 0.9).
-
-The headline case is the verifier as the worker calls it (worker/signatures.py): the
-device's key taken from the worker's cache by key id, then ``verify_digest``, which checks
-the hex and the strict DER and verifies. Beside it, to show where the time goes:
-
-- ``cryptography`` verifying the same digest and DER with a key already loaded: the least
-  any verifier built on it must do (and close to what ``openssl speed`` times);
-- ``verify_digest`` with a key already loaded: the project's checks alone;
-- the key decoded from its hex first: a device's first signature on a worker that did not
-  see it registered;
-- a wrong signature, rejected: what an attacker's attempt costs.
-
-Each case runs for ``--seconds`` (3) of wall time over 64 distinct keys, on one core:
-this process and the ``openssl`` child are pinned to the same CPU (the last one allowed),
-and nothing else of the benchmark runs meanwhile.
-"""
+"""``python -m bench.verify``: the project's verifier on one core, against ``openssl speed``
+measured in the same run, with the cases that show where the difference goes. The method:
+docs/benchmarks.md."""
 
 from __future__ import annotations
 

@@ -18,22 +18,12 @@ from worker.settings import WorkerSettings
 
 
 async def _serve() -> None:
-    worker = Worker(WorkerSettings())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await worker.start()
-    except BaseException:
-        # Release the database's connections: SQLite's run on threads that would keep the
-        # process from exiting.
-        await worker.stop()
-        raise
-    try:
+    async with Worker(WorkerSettings()):
         await stop.wait()
-    finally:
-        await worker.stop()
 
 
 def _parser() -> argparse.ArgumentParser:

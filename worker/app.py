@@ -125,6 +125,19 @@ class Worker:
             return "database unreachable"
         return None
 
+    async def __aenter__(self) -> "Worker":
+        try:
+            await self.start()
+        except BaseException:
+            # Release what started: the verification process and the database's
+            # connections would keep the process from exiting.
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def start(self) -> None:
         # The schema first: a worker that may not run should not touch Kafka at all.
         await prepare_database(self.engine, WORKER_MIGRATIONS, migrate=self.settings.auto_migrate)

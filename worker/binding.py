@@ -1,5 +1,9 @@
 """The commands off the hot path, one at a time: registration, unbinding and the reads.
 
+What a registration stores is :mod:`worker.decisions.registrations`; its OTP's delivery,
+:mod:`worker.otp_delivery`; what a device's owner may see, :mod:`worker.decisions.attempts`'s
+``owns``.
+
 Signature attempts are decided in batches elsewhere (:mod:`worker.handling`); these are
 rarer, and registration needs its OTP delivered before it is recorded as delivered. Each
 command is decided, the decision stored, and only then announced through the
@@ -9,10 +13,7 @@ identically; it never decides twice.
 """
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from typing import Literal, Protocol
 from pydantic import JsonValue
 from sqlalchemy.exc import IntegrityError
 
-from schemas.challenges import ChallengeStatus
 from schemas.commands import (
     Command,
     CommandHeader,
@@ -39,23 +39,19 @@ from schemas.otp import OtpDelivery
 from schemas.reasons import Reason
 from schemas.replies import Reply
 from worker import events, views
+from worker.decisions.registrations import registers_as, registration_rows
 from worker.errors import (
     StoreContention,
 )
+from worker.otp_delivery import DEFAULT_LEASE, OtpDeliveries, new_otp, otp_digest
 from worker.store import Binding, Store
-from worker.tables import ChallengeRow, DeviceRow
+from worker.tables import DeviceRow
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 # An event to publish: its Kafka key and its CloudEvent JSON.
 Event = tuple[str, str]
-
-# How long a worker delivering a challenge's OTP holds it before another may take it for
-# lost and send a new one (see BindingService._take_over_otp_delivery). Longer than a
-# delivery takes under load, shorter than a crashed worker's partitions take to move on.
-DEFAULT_OTP_DELIVERY_LEASE = timedelta(seconds=10)
-_LEASE_POLL_SECONDS = 0.05
 
 
 class Outbox(Protocol):
@@ -74,35 +70,6 @@ class Outbox(Protocol):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_otp() -> str:
-    """Six digits from the CSPRNG, leading zeros kept."""
-    return f"{secrets.randbelow(1_000_000):06d}"
-
-
-def otp_digest(otp: str) -> bytes:
-    return hashlib.sha256(otp.encode("ascii")).digest()
-
-
-def _registers_as(device: DeviceRow, command: RegisterDevice) -> bool:
-    """Whether ``device`` is what ``command`` registers (language and OTP aside)."""
-    body = command.registration
-    return (
-        device.client_id,
-        device.person_id,
-        device.public_key,
-        device.key_purpose,
-        device.name,
-        device.device_data,
-    ) == (
-        command.client_id,
-        body.person_id,
-        body.key,
-        body.key_purpose.value,
-        body.name,
-        body.device_data,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +98,14 @@ class BindingService:
         outbox: Outbox,
         *,
         challenge_ttl: timedelta,
-        otp_delivery_lease: timedelta = DEFAULT_OTP_DELIVERY_LEASE,
+        otp_delivery_lease: timedelta = DEFAULT_LEASE,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._ttl = challenge_ttl
-        self._lease = otp_delivery_lease
         self._clock = clock
+        self._otps = OtpDeliveries(store, outbox, lease=otp_delivery_lease, clock=clock)
 
     async def handle(self, command: Command, *, reply_partition: int | None = None) -> None:
         """Decide, store, announce ``command``; returns once Kafka has every announcement.
@@ -164,39 +131,13 @@ class BindingService:
         replayed = await self._store.find_registration(str(command.command_id))
         if replayed is not None:
             # The same command again: redelivered, or a retry under the same Idempotency-Key.
-            if not _registers_as(replayed.device, command):
+            if not registers_as(replayed.device, command):
                 return _rejected(Reason.IDEMPOTENCY_KEY_REUSED)
             return await self._announce_registration(command, replayed, delivery=None)
         now = self._clock()
-        otp = new_otp()
-        claim = uuid.uuid4().hex
-        body = command.registration
-        device = DeviceRow(
-            id=str(command.device_id),
-            key_id=str(command.key_id),
-            client_id=command.client_id,
-            person_id=body.person_id,
-            name=body.name,
-            key_purpose=body.key_purpose.value,
-            public_key=body.key,
-            status=DeviceStatus.PENDING.value,
-            device_data=body.device_data,
-            created_at=now,
-            created_by_command=str(command.command_id),
-            created_by_request=command.request_id,
-        )
-        challenge = ChallengeRow(
-            id=str(command.challenge_id),
-            device_id=device.id,
-            status=ChallengeStatus.PENDING.value,
-            otp_digest=otp_digest(otp),
-            otp_delivered=False,
-            # This worker delivers the OTP; the lease keeps another from replacing it.
-            otp_delivery_claim=claim,
-            otp_delivery_claimed_at=now,
-            failed_attempts=0,
-            created_at=now,
-            expires_at=now + self._ttl,
+        otp, claim = new_otp(), uuid.uuid4().hex
+        device, challenge = registration_rows(
+            command, now=now, ttl=self._ttl, digest=otp_digest(otp), claim=claim
         )
         try:
             registered = await self._store.register(
@@ -217,81 +158,12 @@ class BindingService:
         """Deliver the OTP if it is ours to deliver, then announce. ``delivery`` is the OTP and
         the lease of a challenge just stored; None for a replay, which takes the delivery
         over only if it never happened and nobody else is doing it."""
+        await self._otps.deliver(binding, command.registration.language, delivery)
         challenge = binding.challenge
-        if (
-            delivery is None
-            and challenge.status == ChallengeStatus.PENDING
-            and not challenge.otp_delivered
-        ):
-            delivery = await self._take_over_otp_delivery(challenge.id)
-        if delivery is not None:
-            otp, claim = delivery
-            try:
-                await self._outbox.deliver_otp(
-                    OtpDelivery(
-                        challenge_id=uuid.UUID(challenge.id),
-                        person_id=binding.device.person_id,
-                        otp=otp,
-                        language=command.registration.language,
-                        expires_at=challenge.expires_at,
-                    )
-                )
-            except Exception:
-                # Not delivered (as far as this worker knows): the retry need not wait out
-                # the lease. Best effort; an expired lease ends it too.
-                with contextlib.suppress(Exception):
-                    await self._store.release_otp_claim(challenge.id, claim)
-                raise
-            if not await self._store.mark_otp_delivered(challenge.id, claim):
-                # This worker stalled past its lease and another one delivered a new OTP:
-                # the person has two, and only the later one is valid.
-                logger.warning("OTP delivery of challenge %s was taken over", challenge.id)
         created = events.challenge_created(binding, request_id=binding.device.created_by_request)
         return _ok(
             views.device_registered(binding), event=(challenge.id, created.model_dump_json())
         )
-
-    async def _take_over_otp_delivery(self, challenge_id: str) -> tuple[str, str] | None:
-        """A fresh OTP and lease for a stored challenge whose OTP never reached Kafka, or
-        None when it did (or the challenge left pending).
-
-        The OTP lives only in the memory of the worker that drew it. When its delivery is
-        not recorded, either that worker is still at it (the command moved to this worker in
-        a rebalance) or it died first. While its lease is fresh this waits for it; replacing
-        the OTP would send the person a second one and void the first. Once the lease has
-        expired the OTP is taken for lost and replaced.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._lease.total_seconds()
-        waited = False
-        while True:
-            binding = await self._store.find_binding(challenge_id)
-            if binding is None:
-                raise StoreContention(f"challenge {challenge_id} vanished")
-            challenge = binding.challenge
-            if challenge.status != ChallengeStatus.PENDING or challenge.otp_delivered:
-                return None
-            now = self._clock()
-            claimed_at = challenge.otp_delivery_claimed_at
-            if claimed_at is None or now - claimed_at >= self._lease:
-                otp, claim = new_otp(), uuid.uuid4().hex
-                if await self._store.claim_otp_delivery(
-                    challenge_id,
-                    digest=otp_digest(otp),
-                    claim=claim,
-                    now=now,
-                    previous_claim=challenge.otp_delivery_claim,
-                ):
-                    return otp, claim
-                continue  # claimed or delivered meanwhile: read again
-            if loop.time() >= deadline:
-                # The lease holder neither finished nor let its lease lapse (by this worker's
-                # clock): retry the command later as a transient failure.
-                raise StoreContention(f"OTP of challenge {challenge_id} is being delivered")
-            if not waited:
-                waited = True
-                logger.info("waiting for another worker's OTP delivery of %s", challenge_id)
-            await asyncio.sleep(_LEASE_POLL_SECONDS)
 
     # Devices and reads
 

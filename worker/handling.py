@@ -118,27 +118,20 @@ class Batch:
         return self.decided is not None
 
 
+@dataclass(kw_only=True)
 class BatchHandler:
-    def __init__(
-        self,
-        *,
-        attempts: AttemptRuns,
-        service: BindingService,
-        dead_letters: DeadLetters,
-        retry_backoff_seconds: float,
-    ) -> None:
-        self._attempts = attempts
-        self._service = service
-        self._dead_letters = dead_letters
-        self._backoff = retry_backoff_seconds
-        # Set when a pipelined batch failed in a way only one-by-one handling can sort out
-        # (the database refusing one command's values): the consumer's next batch is
-        # handled in order, not pipelined.
-        self.careful = False
+    attempts: AttemptRuns
+    service: BindingService
+    dead_letters: DeadLetters
+    retry_backoff_seconds: float
+    # Set when a pipelined batch failed in a way only one-by-one handling can sort out (the
+    # database refusing one command's values): the consumer's next batch is handled in
+    # order, not pipelined.
+    careful: bool = False
 
     def resume(self) -> None:
         """The batches after a failure are being read again: decide them again."""
-        self._attempts.resume()
+        self.attempts.resume()
 
     def start(self, records: Sequence[Record], *, pipelined: bool) -> Batch:
         """Parse ``records``; when all are signature attempts and ``pipelined``, queue their
@@ -150,7 +143,7 @@ class BatchHandler:
             for item in parsed
         ):
             batch.run = [item for item in parsed if isinstance(item, Parsed)]
-            batch.decided = self._attempts.decide(_attempts(batch.run))
+            batch.decided = self.attempts.decide(_attempts(batch.run))
         return batch
 
     async def finish(self, batch: Batch) -> Handled:
@@ -162,14 +155,14 @@ class BatchHandler:
 
         async def announce(items: Sequence[Parsed], handled: Handled) -> None:
             handled.acknowledgements.extend(
-                await self._attempts.announce(_attempts(run), await decided)
+                await self.attempts.announce(_attempts(run), await decided)
             )
 
         try:
             await self._guarded(run, handled, announce, split=False)
         except _Failed:
             return handled
-        self._dead_letters.reset()
+        self.dead_letters.reset()
         handled.count = len(run)
         return handled
 
@@ -203,31 +196,31 @@ class BatchHandler:
     async def _dead_letter(self, record: Record, reason: str, handled: Handled, kind: str) -> None:
         COMMANDS.labels(kind, "dead_lettered").inc()
         try:
-            handled.acknowledgements.append(await self._dead_letters.send(record, reason=reason))
+            handled.acknowledgements.append(await self.dead_letters.send(record, reason=reason))
         except TooManyDeadLetters:
             # Halted on purpose (see worker/dead_letters.py); the pause keeps the halted
             # worker from spinning on the same command until someone steps in.
             logger.exception("halted before command at offset %d", record.offset)
-            await asyncio.sleep(self._backoff)
+            await asyncio.sleep(self.retry_backoff_seconds)
             raise
 
     async def _handle_attempts(self, run: list[Parsed], handled: Handled) -> None:
         if not run:
             return
-        self._dead_letters.reset()
+        self.dead_letters.reset()
         await self._guarded(run, handled, self._decide_attempts)
         handled.count += len(run)
 
     async def _handle_one(self, parsed: Parsed, handled: Handled) -> None:
-        self._dead_letters.reset()
+        self.dead_letters.reset()
 
         async def one(items: Sequence[Parsed], _: Handled) -> None:
-            await self._service.handle(parsed.command, reply_partition=parsed.reply_partition)
+            await self.service.handle(parsed.command, reply_partition=parsed.reply_partition)
 
         await self._guarded([parsed], handled, one)
 
     async def _decide_attempts(self, run: Sequence[Parsed], handled: Handled) -> None:
-        handled.acknowledgements.extend(await self._attempts.handle(_attempts(run)))
+        handled.acknowledgements.extend(await self.attempts.handle(_attempts(run)))
 
     async def _guarded(
         self,
@@ -269,7 +262,7 @@ class BatchHandler:
                 # Stored decisions make a retry safe; pausing keeps a database or broker
                 # outage from turning into a hot loop.
                 logger.exception("command %s failed; retrying", first.command.command_id)
-                await asyncio.sleep(self._backoff)
+                await asyncio.sleep(self.retry_backoff_seconds)
                 raise _Failed from error
         elapsed = time.perf_counter() - started
         for item in items:

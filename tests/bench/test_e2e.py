@@ -1,6 +1,6 @@
 """Where the e2e ladder looks next once a step has failed: bisection, within reason."""
 
-from bench.e2e import refinement
+from bench.ladder import refinement
 from bench.stats import StepStats, step_stats
 
 

@@ -5,7 +5,8 @@ import json
 import math
 from typing import Any
 
-from bench.report import GOALS, build_summary, finite, format_ladders, format_table
+from bench.report import format_ladders, format_table
+from bench.summary import GOALS, build_summary, finite
 
 MACHINE = {"cores": 2, "cores_usable": 2, "platform": "Linux", "processor": "x86_64"}
 VERSIONS = {"python": "3.11.7", "cryptography": "50.0.2", "kafka": "4.1.1"}

@@ -33,7 +33,6 @@ from storage.engine import create_engine
 from storage.migrations import prepare_database, upgrade
 from tests.support.worker import DeviceKey
 from worker.attempts.store import attempt_store
-from worker.binding import otp_digest
 from worker.decisions.attempts import (
     AttemptDecisions,
     AttemptOutcome,
@@ -42,6 +41,7 @@ from worker.decisions.attempts import (
 )
 from worker.keys import PublicKeys
 from worker.migrations import WORKER_MIGRATIONS
+from worker.otp_delivery import otp_digest
 from worker.signatures import signature_check
 from worker.store import Binding, Store
 from worker.tables import AttemptRow, ChallengeRow, DeviceRow
