@@ -5,6 +5,9 @@ status and error body before anything is published, so nothing reaches Kafka or 
 the requesting client; the cases that do reach a worker are in test_hostile_inputs.py.
 """
 
+# Tables of one case per line are wider than the line limit, and easier to read so.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,427 +82,99 @@ def _keys() -> dict[str, str]:
 
 
 def cases() -> list[Hostile]:
+    """Every case, from the tables below: one line each, what is sent and what must come
+    back."""
     keys = _keys()
-    good_key = device_key_hex()
-    sig_body = _json({"signature": SIGNATURE})
-    huge_padding = "x" * MAX_BODY_BYTES
-    table = [
-        # --- PUT /v1/mfa/challenges/signatures/{id}: the body -----------------------------
-        Hostile(
-            "put-malformed-json",
-            "PUT",
-            CHALLENGE,
-            b'{"signature": "30',
-            400,
-            "validation_error",
-            "body",
-        ),
-        Hostile(
-            "put-trailing-garbage",
-            "PUT",
-            CHALLENGE,
-            sig_body + b" {}",
-            400,
-            "validation_error",
-            "body",
-        ),
-        # Duplicate keys: JSON allows them; the API reads the last one (as the JSON parser of
-        # the model does, once), so a valid first value cannot smuggle an invalid last one.
-        Hostile(
-            "put-duplicate-key-last-invalid",
-            "PUT",
-            CHALLENGE,
-            b'{"signature": "%s", "signature": "zz"}' % SIGNATURE.encode(),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-form-encoded",
-            "PUT",
-            CHALLENGE,
-            b"signature=" + SIGNATURE.encode(),
-            400,
-            "validation_error",
-            "body",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        ),
-        Hostile(
-            "put-text-plain-not-json",
-            "PUT",
-            CHALLENGE,
-            SIGNATURE.encode(),
-            400,
-            "validation_error",
-            "body",
-            headers={"Content-Type": "text/plain"},
-        ),
-        Hostile(
-            "put-utf16-body",
-            "PUT",
-            CHALLENGE,
-            '{"signature": "ab"}'.encode("utf-16"),
-            400,
-            "validation_error",
-            "body",
-        ),
-        Hostile(
-            "put-body-over-64KiB",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": SIGNATURE, "pad": huge_padding}),
-            400,
-            "validation_error",
-            "body",
-        ),
-        Hostile(
-            "put-signature-over-64KiB",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": "ab" * (MAX_BODY_BYTES // 2)}),
-            400,
-            "validation_error",
-            "body",
-        ),
+    good = device_key_hex()
+    sig = _json({"signature": SIGNATURE})
+    registration = _json(_registration(good))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    # fmt: off
+    # PUT /v1/mfa/challenges/signatures/{challenge}: 400 validation_error, naming the field.
+    put_bodies: list[tuple[str, bytes, str, Mapping[str, str]]] = [
+        # name                              body                                                      field       headers
+        ("put-malformed-json",              b'{"signature": "30',                                    "body",      JSON),
+        ("put-trailing-garbage",            sig + b" {}",                                            "body",      JSON),
+        # JSON allows duplicate keys; the last one is read (as the model's parser reads it,
+        # once), so a valid first value cannot smuggle an invalid last one.
+        ("put-duplicate-key-last-invalid",  b'{"signature": "%s", "signature": "zz"}' % SIGNATURE.encode(), "signature", JSON),
+        ("put-form-encoded",                b"signature=" + SIGNATURE.encode(),                      "body",      form),
+        ("put-text-plain-not-json",         SIGNATURE.encode(),                                      "body",      {"Content-Type": "text/plain"}),
+        ("put-utf16-body",                  '{"signature": "ab"}'.encode("utf-16"),                  "body",      JSON),
+        ("put-body-over-64KiB",             _json({"signature": SIGNATURE, "pad": "x" * MAX_BODY_BYTES}), "body", JSON),
+        ("put-signature-over-64KiB",        _json({"signature": "ab" * (MAX_BODY_BYTES // 2)}),      "body",      JSON),
         # Past the JSON parser's nesting limit: refused as not JSON, without a RecursionError.
-        Hostile(
-            "put-deeply-nested",
-            "PUT",
-            CHALLENGE,
-            b'{"signature": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-            400,
-            "validation_error",
-            "body",
-        ),
-        # NaN is not JSON; the parser reads it as a number, refused as not a string all the same.
-        Hostile(
-            "put-nan", "PUT", CHALLENGE, b'{"signature": NaN}', 400, "validation_error", "signature"
-        ),
-        # --- the signature's spelling (SPEC §2: hex only, either case, nothing else) ------
-        Hostile(
-            "put-sig-inner-whitespace",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": SIGNATURE[:70] + "\t" + SIGNATURE[70:]}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-sig-0x",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": "0X" + SIGNATURE}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-sig-base64",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": "MEUCIQC9vr2LpeTqI6SrPYUsvwlozLxzGcfEOIjlS/NOiW0Z2A=="}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-sig-longer-than-144",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": "30" * 73}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-sig-null-byte",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": SIGNATURE[:10] + "\x00" + SIGNATURE[10:]}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-sig-fullwidth-digits",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": "\uff13\uff10" + SIGNATURE[2:]}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-sig-odd-length",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": SIGNATURE + "0"}),
-            400,
-            "validation_error",
-            "signature",
-        ),
-        Hostile(
-            "put-device-data-over-8KiB",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": SIGNATURE, "device_data": "d" * (MAX_DEVICE_DATA_BYTES + 1)}),
-            400,
-            "validation_error",
-            "device_data",
-        ),
-        Hostile(
-            "put-otp-field",
-            "PUT",
-            CHALLENGE,
-            _json({"signature": SIGNATURE, "otp": "1"}),
-            400,
-            "validation_error",
-            "otp",
-        ),
-        # --- the path id: nothing but a UUID names a challenge (404, like an unknown one) -
-        Hostile(
-            "put-path-traversal-encoded",
-            "PUT",
-            "/v1/mfa/challenges/signatures/..%2F..%2Fdevices",
-            sig_body,
-            404,
-            "not_found",
-        ),
-        Hostile(
-            "put-path-dot-dot-encoded",
-            "PUT",
-            "/v1/mfa/challenges/signatures/%2e%2e",
-            sig_body,
-            404,
-            "not_found",
-        ),
-        Hostile(
-            "put-oversized-id",
-            "PUT",
-            "/v1/mfa/challenges/signatures/" + "a" * 4096,
-            sig_body,
-            404,
-            "not_found",
-        ),
-        Hostile("put-id-null-byte", "PUT", CHALLENGE + "%00", sig_body, 404, "not_found"),
-        Hostile(
-            "put-id-sql",
-            "PUT",
-            "/v1/mfa/challenges/signatures/1'%20OR%20'1'='1",
-            sig_body,
-            404,
-            "not_found",
-        ),
-        # --- who and how ------------------------------------------------------------------
-        Hostile(
-            "put-no-token",
-            "PUT",
-            CHALLENGE,
-            sig_body,
-            401,
-            "unauthorized",
-            "Authorization",
-            auth="none",
-        ),
-        Hostile(
-            "put-garbage-token",
-            "PUT",
-            CHALLENGE,
-            sig_body,
-            401,
-            "unauthorized",
-            "Authorization",
-            auth="garbage",
-        ),
-        Hostile(
-            "put-token-for-another-audience",
-            "PUT",
-            CHALLENGE,
-            sig_body,
-            401,
-            "unauthorized",
-            "Authorization",
-            auth="wrong-audience",
-        ),
-        Hostile(
-            "put-token-without-scope",
-            "PUT",
-            CHALLENGE,
-            sig_body,
-            403,
-            "insufficient_scope",
-            "Authorization",
-            auth="no-scope",
-        ),
-        # Authentication comes first: a stranger's malformed body is still a 401.
-        Hostile(
-            "put-no-token-malformed-body",
-            "PUT",
-            CHALLENGE,
-            b"{",
-            401,
-            "unauthorized",
-            "Authorization",
-            auth="none",
-        ),
-        Hostile("post-to-challenge", "POST", CHALLENGE, sig_body, 405, "method_not_allowed"),
-        Hostile("patch-challenge", "PATCH", CHALLENGE, sig_body, 405, "method_not_allowed"),
-        Hostile("delete-challenge", "DELETE", CHALLENGE, None, 405, "method_not_allowed"),
-        # --- POST /v1/mfa/devices ---------------------------------------------------------
-        Hostile(
-            "post-malformed-json",
-            "POST",
-            DEVICES,
-            b'{"person_id": ',
-            400,
-            "validation_error",
-            "body",
-        ),
-        Hostile(
-            "post-duplicate-key-last-invalid",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key))[:-1] + b', "key": "04"}',
-            400,
-            "validation_error",
-            "key",
-        ),
-        Hostile(
-            "post-form-encoded",
-            "POST",
-            DEVICES,
-            b"person_id=p&key_type=ecdsa-p256&key=" + good_key.encode(),
-            400,
-            "validation_error",
-            "body",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        ),
-        Hostile(
-            "post-body-over-64KiB",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key, device_data="d" * MAX_BODY_BYTES)),
-            400,
-            "validation_error",
-            "body",
-        ),
-        Hostile(
-            "post-device-data-over-8KiB",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key, device_data="d" * (MAX_DEVICE_DATA_BYTES + 1))),
-            400,
-            "validation_error",
-            "device_data",
-        ),
-        Hostile(
-            "post-key-type-upper-case",
-            "POST",
-            DEVICES,
-            _json({**_registration(good_key), "key_type": "ECDSA-P256"}),
-            400,
-            "validation_error",
-            "key_type",
-        ),
-        Hostile(
-            "post-key-type-p384",
-            "POST",
-            DEVICES,
-            _json({**_registration(keys["p384"]), "key_type": "ecdsa-p384"}),
-            400,
-            "validation_error",
-            "key_type",
-        ),
-        *[
-            Hostile(
-                f"post-key-{kind}",
-                "POST",
-                DEVICES,
-                _json(_registration(key)),
-                400,
-                "validation_error",
-                "key",
-            )
-            for kind, key in keys.items()
-        ],
+        ("put-deeply-nested",               b'{"signature": ' + b"[" * 5000 + b"]" * 5000 + b"}",    "body",      JSON),
+        # NaN is not JSON; read as a number, refused as not a string all the same.
+        ("put-nan",                         b'{"signature": NaN}',                                   "signature", JSON),
+        # The signature's spelling (SPEC §2): hex only, either case, nothing else.
+        ("put-sig-inner-whitespace",        _json({"signature": SIGNATURE[:70] + "\t" + SIGNATURE[70:]}), "signature", JSON),
+        ("put-sig-0x",                      _json({"signature": "0X" + SIGNATURE}),                  "signature", JSON),
+        ("put-sig-base64",                  _json({"signature": "MEUCIQC9vr2LpeTqI6SrPYUsvwlozLxzGcfEOIjlS/NOiW0Z2A=="}), "signature", JSON),
+        ("put-sig-longer-than-144",         _json({"signature": "30" * 73}),                         "signature", JSON),
+        ("put-sig-null-byte",               _json({"signature": SIGNATURE[:10] + "\x00" + SIGNATURE[10:]}), "signature", JSON),
+        ("put-sig-fullwidth-digits",        _json({"signature": "\uff13\uff10" + SIGNATURE[2:]}),  "signature", JSON),
+        ("put-sig-odd-length",              _json({"signature": SIGNATURE + "0"}),                   "signature", JSON),
+        ("put-device-data-over-8KiB",       _json({"signature": SIGNATURE, "device_data": "d" * (MAX_DEVICE_DATA_BYTES + 1)}), "device_data", JSON),
+        ("put-otp-field",                   _json({"signature": SIGNATURE, "otp": "1"}),             "otp",       JSON),
+    ]
+    # POST /v1/mfa/devices: 400 validation_error, naming the field.
+    post_bodies: list[tuple[str, bytes, str, Mapping[str, str]]] = [
+        # name                              body                                                      field       headers
+        ("post-malformed-json",             b'{"person_id": ',                                       "body",      JSON),
+        ("post-duplicate-key-last-invalid", registration[:-1] + b', "key": "04"}',                   "key",       JSON),
+        ("post-form-encoded",               b"person_id=p&key_type=ecdsa-p256&key=" + good.encode(), "body",      form),
+        ("post-body-over-64KiB",            _json(_registration(good, device_data="d" * MAX_BODY_BYTES)), "body", JSON),
+        ("post-device-data-over-8KiB",      _json(_registration(good, device_data="d" * (MAX_DEVICE_DATA_BYTES + 1))), "device_data", JSON),
+        ("post-key-type-upper-case",        _json({**_registration(good), "key_type": "ECDSA-P256"}), "key_type", JSON),
+        ("post-key-type-p384",              _json({**_registration(keys["p384"]), "key_type": "ecdsa-p384"}), "key_type", JSON),
+        *[(f"post-key-{kind}",              _json(_registration(key)),                               "key",       JSON) for kind, key in keys.items()],
         # Unicode in person_id: 129 code points are too many, however they render.
-        Hostile(
-            "post-person-combining-marks",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key, person_id="e" + "\u0301" * 128)),
-            400,
-            "validation_error",
-            "person_id",
+        ("post-person-combining-marks",     _json(_registration(good, person_id="e" + "\u0301" * 128)), "person_id", JSON),
+        ("post-person-lone-surrogate",      registration[:-1] + b', "person_id": "\\ud800"}',         "body",      JSON),
+        ("post-person-invalid-utf8",        b'{"person_id": "\xff\xfe", "key_type": "ecdsa-p256", "key": "%s"}' % good.encode(), "body", JSON),
+        # A NUL in an identifier is no person's id, and PostgreSQL text cannot hold it: it must
+        # be refused here, not fail in the worker's store.
+        ("post-person-null-byte",           _json(_registration(good, person_id="person\x00hostile")), "person_id", JSON),
+        ("post-idempotency-key-invalid",    registration,                                            "Idempotency-Key", {**JSON, "Idempotency-Key": "../../etc/passwd"}),
+    ]
+    # Requests refused whole: the path names nothing, the method is not served, the caller
+    # is not authenticated or authorised (authentication first: a stranger's malformed body
+    # is still a 401).
+    refused: list[tuple[str, str, str, bytes | None, int, str, str | None, Auth]] = [
+        # name                            method    path                                                  body      status code                  field            auth
+        ("put-path-traversal-encoded",    "PUT",    "/v1/mfa/challenges/signatures/..%2F..%2Fdevices",    sig,      404, "not_found",            None,            "valid"),
+        ("put-path-dot-dot-encoded",      "PUT",    "/v1/mfa/challenges/signatures/%2e%2e",               sig,      404, "not_found",            None,            "valid"),
+        ("put-oversized-id",              "PUT",    "/v1/mfa/challenges/signatures/" + "a" * 4096,        sig,      404, "not_found",            None,            "valid"),
+        ("put-id-null-byte",              "PUT",    CHALLENGE + "%00",                                    sig,      404, "not_found",            None,            "valid"),
+        ("put-id-sql",                    "PUT",    "/v1/mfa/challenges/signatures/1'%20OR%20'1'='1",     sig,      404, "not_found",            None,            "valid"),
+        ("put-no-token",                  "PUT",    CHALLENGE,                                            sig,      401, "unauthorized",         "Authorization", "none"),
+        ("put-garbage-token",             "PUT",    CHALLENGE,                                            sig,      401, "unauthorized",         "Authorization", "garbage"),
+        ("put-token-for-another-audience","PUT",    CHALLENGE,                                            sig,      401, "unauthorized",         "Authorization", "wrong-audience"),
+        ("put-token-without-scope",       "PUT",    CHALLENGE,                                            sig,      403, "insufficient_scope",   "Authorization", "no-scope"),
+        ("put-no-token-malformed-body",   "PUT",    CHALLENGE,                                            b"{",     401, "unauthorized",         "Authorization", "none"),
+        ("post-to-challenge",             "POST",   CHALLENGE,                                            sig,      405, "method_not_allowed",   None,            "valid"),
+        ("patch-challenge",               "PATCH",  CHALLENGE,                                            sig,      405, "method_not_allowed",   None,            "valid"),
+        ("delete-challenge",              "DELETE", CHALLENGE,                                            None,     405, "method_not_allowed",   None,            "valid"),
+        ("post-no-token",                 "POST",   DEVICES,                                              registration, 401, "unauthorized",     "Authorization", "none"),
+        ("put-devices-collection",        "PUT",    DEVICES,                                              registration, 405, "method_not_allowed", None,          "valid"),
+        ("patch-device",                  "PATCH",  "/v1/mfa/devices/{device}",                           b"{}",    405, "method_not_allowed",   None,            "valid"),
+        ("get-device-oversized-id",       "GET",    "/v1/mfa/devices/" + "f" * 4096,                      None,     404, "not_found",            None,            "valid"),
+    ]
+    # fmt: on
+    table = [
+        *(
+            Hostile(name, "PUT", CHALLENGE, body, 400, "validation_error", field, headers)
+            for name, body, field, headers in put_bodies
         ),
-        Hostile(
-            "post-person-lone-surrogate",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key))[:-1] + b', "person_id": "\\ud800"}',
-            400,
-            "validation_error",
-            "body",
+        *(
+            Hostile(name, "POST", DEVICES, body, 400, "validation_error", field, headers)
+            for name, body, field, headers in post_bodies
         ),
-        Hostile(
-            "post-person-invalid-utf8",
-            "POST",
-            DEVICES,
-            b'{"person_id": "\xff\xfe", "key_type": "ecdsa-p256", "key": "%s"}' % good_key.encode(),
-            400,
-            "validation_error",
-            "body",
-        ),
-        # A NUL in an identifier is no person's id, and PostgreSQL text cannot hold it: it
-        # must be refused here, not fail in the worker's store.
-        Hostile(
-            "post-person-null-byte",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key, person_id="person\x00hostile")),
-            400,
-            "validation_error",
-            "person_id",
-        ),
-        Hostile(
-            "post-idempotency-key-invalid",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key)),
-            400,
-            "validation_error",
-            "Idempotency-Key",
-            headers={**JSON, "Idempotency-Key": "../../etc/passwd"},
-        ),
-        Hostile(
-            "post-no-token",
-            "POST",
-            DEVICES,
-            _json(_registration(good_key)),
-            401,
-            "unauthorized",
-            "Authorization",
-            auth="none",
-        ),
-        Hostile(
-            "put-devices-collection",
-            "PUT",
-            DEVICES,
-            _json(_registration(good_key)),
-            405,
-            "method_not_allowed",
-        ),
-        Hostile(
-            "patch-device", "PATCH", "/v1/mfa/devices/{device}", b"{}", 405, "method_not_allowed"
-        ),
-        Hostile(
-            "get-device-oversized-id",
-            "GET",
-            "/v1/mfa/devices/" + "f" * 4096,
-            None,
-            404,
-            "not_found",
+        *(
+            Hostile(name, method, path, body, status, code, field, auth=auth)
+            for name, method, path, body, status, code, field, auth in refused
         ),
     ]
     names = [case.name for case in table]
