@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--at-rate", type=float, default=500.0)
     parser.add_argument("--at-seconds", type=float, default=10.0)
     parser.add_argument("--cpu-rate", type=float, default=200.0)
-    parser.add_argument("--workers", type=int, default=2, help="full stack's worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="full stack's worker processes")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after a ladder")
     parser.add_argument("--min-requests", type=int, default=e2e.MIN_REQUESTS, help="per step")
     return parser

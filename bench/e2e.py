@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.databases import sqlite_url
+from bench.kafka_floor import measure_floor
 from bench.ladder import SystemResult, Target, print_step, run_ladder, run_step
 from bench.scrape import scrape
 from bench.seed import BENCH_CLIENT_ID
+from bench.summary import IDLE_RATE
 from bench.warmup import warm_broker
 from dev import devkeys
 from harness.cpu import kafka_pids, snapshot
@@ -229,13 +231,21 @@ def run_e2e(
     settle_seconds: float = 2.0,
     at_rate: float = 500.0,
     at_seconds: float = 10.0,
-    workers: int = 2,
+    workers: int = 1,
     refine: int = 2,
     min_requests: int = MIN_REQUESTS,
     cpu_rate: float = 200.0,
     kafka_dir: Path | None = None,
 ) -> dict[str, Any]:
     results = {}
+    floor = None
+    if bootstrap is not None and "stack" in systems:
+        floor = measure_floor(bootstrap, rate=IDLE_RATE)
+        print(
+            f"e2e: Kafka's two-hop floor at {IDLE_RATE:g}/s: p50 {floor['p50_ms']:.1f} ms,"
+            f" p90 {floor['p90_ms']:.1f} ms",
+            flush=True,
+        )
     for system in systems:
         print(f"e2e: {system}: ladder {', '.join(f'{r:g}' for r in rates)}/s", flush=True)
         results[system] = run_system(
@@ -262,6 +272,7 @@ def run_e2e(
         "refine": refine,
         "min_requests": min_requests,
         "cpu_rate": cpu_rate,
+        "kafka_floor": floor,
         "systems": results,
     }
 
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at-rate", type=float, default=500.0, help="0: skip the fixed run")
     parser.add_argument("--at-seconds", type=float, default=10.0)
     parser.add_argument("--cpu-rate", type=float, default=200.0, help="0: skip the CPU run")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after the ladder")
     parser.add_argument(
         "--min-requests", type=int, default=MIN_REQUESTS, help="per step, stretching slow ones"

@@ -147,7 +147,9 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
         outbox = InMemoryOutbox()
         ttl = timedelta(seconds=worker_settings.challenge_ttl_seconds)
         service = BindingService(Store(engine), outbox, challenge_ttl=ttl)
-        store = attempt_store(worker_settings.database_url)
+        store = attempt_store(
+            worker_settings.database_url, sqlite_synchronous=worker_settings.sqlite_synchronous
+        )
         verifier = BatchVerifier(worker_settings.verify_processes)
         runs = AttemptRuns(store, outbox, verifier=verifier, clock=utc_now)
         gateway = InlineGateway(runs, service, outbox, settings.retry_after_seconds)

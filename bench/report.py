@@ -58,7 +58,9 @@ def _raw_text(key: str, summary: dict[str, Any]) -> str:
     if key == "drain_redone":
         return f"{raw['events']:,} events for {raw['commands']:,} commands"
     if key == "idle_p50_ms":
-        return f"p99 {_number(raw['p99_ms'])} ms over {raw['requests']} requests"
+        floor = raw.get("kafka_floor")
+        beside = f"; Kafka's two bare hops p50 {_number(floor['p50_ms'])} ms" if floor else ""
+        return f"p99 {_number(raw['p99_ms'])} ms over {raw['requests']} requests{beside}"
     if key == "cpu_ms_per_request":
         parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in raw["cpu_seconds"].items())
         kafka = "" if raw["kafka_included"] else " (Kafka not measured)"

@@ -27,14 +27,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 # Several worker processes may share one SQLite file: wait for its lock rather than fail.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
-SQLITE_PRAGMAS = (
-    "PRAGMA foreign_keys=ON",
-    # FULL: in WAL mode a transaction is synced to disk when it commits, so a decision whose
-    # offset was committed survives a power cut. NORMAL would sync only at checkpoints and
-    # could lose the last decisions of a machine that loses power after Kafka was told they
-    # were done. Batches make FULL affordable: one sync per batch, not per command.
-    "PRAGMA synchronous=FULL",
-)
+SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON",)
+# How hard a commit waits for the disk (WAL mode). FULL syncs the WAL at every commit: a
+# committed transaction survives a power cut. NORMAL syncs it only at checkpoints: a process
+# crash loses nothing, but a power cut or an OS crash may roll back the last transactions
+# (the database stays consistent). The connections of everything but the worker's hot path
+# use FULL; the hot path chooses (SQLITE_SYNCHRONOUS, see worker.settings).
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -57,7 +56,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
+        for pragma in (*SQLITE_PRAGMAS, "PRAGMA synchronous=FULL"):
             cursor.execute(pragma)
         cursor.close()
 
@@ -76,10 +75,15 @@ def sqlite_path(database_url: str | URL) -> Path | None:
     return Path(url.database)
 
 
-def open_sqlite(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+def open_sqlite(
+    path: Path, *, synchronous: str = "FULL", check_same_thread: bool = True
+) -> sqlite3.Connection:
     """A plain ``sqlite3`` connection with the store's settings, in autocommit mode: the
-    caller writes ``BEGIN IMMEDIATE`` and ``COMMIT`` itself. ``check_same_thread=False``
-    only for a caller that hands it between threads one call at a time."""
+    caller writes ``BEGIN IMMEDIATE`` and ``COMMIT`` itself. ``synchronous``: one of
+    :data:`SQLITE_SYNCHRONOUS`. ``check_same_thread=False`` only for a caller that hands it
+    between threads one call at a time."""
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {SQLITE_SYNCHRONOUS}")
     connection = sqlite3.connect(
         path,
         timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -87,7 +91,7 @@ def open_sqlite(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connec
         cached_statements=64,
         check_same_thread=check_same_thread,
     )
-    for pragma in SQLITE_PRAGMAS:
+    for pragma in (*SQLITE_PRAGMAS, f"PRAGMA synchronous={synchronous}"):
         connection.execute(pragma)
     return connection
 

@@ -66,7 +66,9 @@ class Worker:
             dead_letter_topic=settings.dead_letter_topic,
         )
         self.store = Store(self.engine)
-        self.attempts = attempt_store(settings.database_url)
+        self.attempts = attempt_store(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
         self.verifier = BatchVerifier(settings.verify_processes)
         runs = AttemptRuns(self.attempts, outbox, verifier=self.verifier, clock=clock)
         service = BindingService(

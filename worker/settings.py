@@ -1,5 +1,7 @@
 """The worker process's configuration, read once from the environment at start-up."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,13 @@ class WorkerSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "sqlite+aiosqlite:///var/device-binding.db"
+    # On SQLite, how hard a batch's commit waits for the disk (storage.engine): NORMAL, the
+    # default, syncs at checkpoints only, so a power cut (not a crash of the process) may roll
+    # back the last decisions, whose events and offsets Kafka already has: such a challenge
+    # is pending again and its next signature decided again. FULL syncs every batch: a
+    # millisecond or more per batch on a virtual disk, on every request's path when requests
+    # come one at a time. PostgreSQL, for production, commits durably whatever this says.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Upgrade the database to the head revision at start-up instead of refusing one that is
     # behind. For development and tests: production runs `python -m worker migrate` (a Job)
     # before the workers, so a schema change is a deliberate step.

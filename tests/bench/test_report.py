@@ -86,6 +86,7 @@ E2E = {
     "at_rate": 500.0,
     "at_seconds": 10.0,
     "workers": 2,
+    "kafka_floor": {"rate": 5.0, "round_trips": 100, "p50_ms": 4.2, "p90_ms": 5.5},
     "systems": {
         "stack": {
             "max_sustainable_rps": 10.0,
@@ -155,6 +156,7 @@ def test_the_raw_numbers_behind_each_ratio_are_kept() -> None:
     assert raw["e2e_p99_ms_at_500rps"]["errors"] == 4000
     assert raw["max_rss_mib"]["not_counted_mib"] == {"e2e/inline-peer": 300.0}
     assert raw["max_rss_mib"]["api_and_worker_peak_mib"]["drain/worker"] == 100.0
+    assert raw["idle_p50_ms"]["kafka_floor"]["p50_ms"] == 4.2  # the floor beside the idle p50
 
 
 def test_goals_are_judged_in_their_direction() -> None:
@@ -212,6 +214,7 @@ def test_the_tables_name_every_metric_and_step() -> None:
     assert "12,000 of 50,000 in 300.0 s, budget 300 s spent; 500 events published again" in table
     assert "36/s with 1,000,000 devices vs 40/s" in table
     assert "kafka-1 4.0" in table
+    assert "Kafka's two bare hops p50 4.2 ms" in table
     ladders = format_ladders(E2E)
     assert ladders.count("| stack ") == 3
     assert "| stack* |" in ladders

@@ -110,8 +110,9 @@ def from_sqlite_time(text: str) -> datetime:
 class SqliteAttemptStore:
     """An :class:`~worker.attempts.store.AttemptStore` on the SQLite file at ``path``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self._path = path
+        self._synchronous = synchronous
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._queue = TransactionQueue()
@@ -142,7 +143,9 @@ class SqliteAttemptStore:
     def _connect(self) -> sqlite3.Connection:
         if self._writer is None:
             enable_wal(str(self._path))
-            self._writer = open_sqlite(self._path, check_same_thread=False)
+            self._writer = open_sqlite(
+                self._path, synchronous=self._synchronous, check_same_thread=False
+            )
             # Never wait inside SQLite for the write lock: that would stall the event loop,
             # and with it whoever holds the lock in this process (see _begin).
             self._writer.execute("PRAGMA busy_timeout=0")

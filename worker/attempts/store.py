@@ -93,14 +93,15 @@ class AttemptStore(Protocol):
     async def close(self) -> None: ...
 
 
-def attempt_store(database_url: str) -> AttemptStore:
-    """The store for ``database_url``: plain sqlite3 for a SQLite file, else asyncpg."""
+def attempt_store(database_url: str, *, sqlite_synchronous: str = "FULL") -> AttemptStore:
+    """The store for ``database_url``: plain sqlite3 for a SQLite file (committing with
+    ``sqlite_synchronous``), else asyncpg."""
     # Imported here: each module loads only its own driver's code.
     path = sqlite_path(database_url)
     if path is not None:
         from worker.attempts.sqlite import SqliteAttemptStore
 
-        return SqliteAttemptStore(path)
+        return SqliteAttemptStore(path, synchronous=sqlite_synchronous)
     if database_url.startswith("postgresql"):
         from worker.attempts.postgres import PostgresAttemptStore
 
