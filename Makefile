@@ -45,7 +45,7 @@ demo: $(STAMP)
 
 # Prints a development bearer token (CLIENT_ID=... to choose the client).
 token: $(STAMP)
-	@$(BIN)/python -m dev.devkeys mint --client-id $${CLIENT_ID:-bank-app-1}
+	@$(BIN)/python -m harness.devkeys mint --client-id $${CLIENT_ID:-bank-app-1}
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from harness.postgres import execute_admin, running_postgres
+from harness.postgres import running_postgres
+from harness.postgres_admin import execute_admin
 
 
 def sqlite_url(path: Path) -> str:

@@ -23,7 +23,7 @@ from bench.drain_watch import PROFILE_RATE_HZ, events_out, watch_drain
 from bench.profiling import format_profile, parse_collapsed
 from bench.scrape import scrape
 from bench.seed import seed, seed_customers, verify_command
-from dev import devkeys
+from harness import devkeys
 from harness.kafka import local_kafka
 from harness.ports import free_port
 from harness.processes import ROOT, Children, run_folder, stop_on_sigterm

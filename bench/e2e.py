@@ -20,7 +20,7 @@ from bench.scrape import scrape
 from bench.seed import BENCH_CLIENT_ID
 from bench.summary import IDLE_RATE
 from bench.warmup import warm_broker
-from dev import devkeys
+from harness import devkeys
 from harness.cpu import kafka_pids, snapshot
 from harness.kafka import local_kafka
 from harness.ports import free_port

@@ -1,1 +1,1 @@
-"""The development stack of `make run`: signing key and tokens, OTP sink, demo."""
+"""The development stack of `make run`: the stack, the OTP sink, the demo."""

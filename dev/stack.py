@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from dev import devkeys
+from harness import devkeys
 from harness.kafka import local_kafka
-from harness.stack import wait_for_topics, wait_until_ready
+from harness.stack import auth_environment, wait_for_topics, wait_until_ready
 from schemas import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,9 +61,7 @@ def main() -> int:
         "AUDIT_DATABASE_URL": os.environ.get(
             "AUDIT_DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'audit.db'}"
         ),
-        "AUTH_JWKS_FILE": str(jwks),
-        "AUTH_ISSUER": devkeys.DEFAULT_ISSUER,
-        "AUTH_AUDIENCE": devkeys.DEFAULT_AUDIENCE,
+        **auth_environment(jwks),
         "PYTHONUNBUFFERED": "1",
     }
     python = sys.executable

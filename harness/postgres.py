@@ -15,68 +15,19 @@ A server that cannot be found or started fails the tests that need it; none is s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
-URL_VARIABLE = "DATABASE_URL_TEST"
+from harness.postgres_admin import execute_admin, run_blocking
+from harness.postgres_server import URL_VARIABLE, ThrowawayPostgres
+
 SESSION_DATABASE = "device_binding_test"
-
-T = TypeVar("T")
-
-
-def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from synchronous code, event loop running or not."""
-
-    async def main() -> T:
-        return await make()
-
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(main()))
-        except BaseException as error:
-            errors.append(error)
-
-    # A thread of its own: a fixture may be set up while the test's loop is running.
-    thread = threading.Thread(target=target, name="postgres-admin")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
-
-
-def admin_engine(url: str, *, connect_timeout: float = 10) -> AsyncEngine:
-    """Autocommit connections to ``url``, for the statements no transaction may hold."""
-    return create_async_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"timeout": connect_timeout},
-    )
-
-
-async def execute_admin(url: str, statement: str) -> None:
-    engine = admin_engine(url)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 @contextlib.contextmanager
@@ -86,11 +37,12 @@ def running_postgres(*, durable: bool = False) -> Iterator[str]:
     if external:
         yield external
         return
-    from harness.postgres_server import ThrowawayPostgres  # its module imports this one
-
     server = ThrowawayPostgres(durable=durable)
     server.start()
     try:
+        run_blocking(
+            lambda: execute_admin(server.url("postgres"), f'CREATE DATABASE "{SESSION_DATABASE}"')
+        )
         yield server.url(SESSION_DATABASE)
     finally:
         server.stop()

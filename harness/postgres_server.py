@@ -24,13 +24,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from harness.ports import free_port
-from harness.postgres import (
-    SESSION_DATABASE,
-    URL_VARIABLE,
-    admin_engine,
-    execute_admin,
-    run_blocking,
-)
+from harness.postgres_admin import admin_engine, run_blocking
+
+# Names a server to use instead of starting one (read by harness.postgres).
+URL_VARIABLE = "DATABASE_URL_TEST"
 
 SERVER_USER = "postgres"  # the system user Debian's package creates, and the superuser
 START_TIMEOUT_SECONDS = 60.0
@@ -128,9 +125,6 @@ class ThrowawayPostgres:
                     break
             else:
                 raise RuntimeError(f"PostgreSQL could not bind a port:\n{self.log_tail()}")
-            run_blocking(
-                lambda: execute_admin(self.url("postgres"), f'CREATE DATABASE "{SESSION_DATABASE}"')
-            )
         except BaseException:
             self.stop()
             raise

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from dev import devkeys
+from harness import devkeys
 from harness.ports import free_port
 from harness.processes import PYTHON, ROOT, Children
 from harness.topics import wait_for_group

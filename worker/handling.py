@@ -27,7 +27,7 @@ from schemas.topics import REPLY_PARTITION_HEADER
 from telemetry.logs import log_context
 from telemetry.tracing import context_from_headers, tracer
 from worker.attempts.runs import Attempt, AttemptRuns
-from worker.attempts.store import Halted
+from worker.attempts.transactions import Halted
 from worker.binding import BindingService
 from worker.dead_letters import DeadLetters, TooManyDeadLetters
 from worker.decisions.attempts import AttemptDecisions

@@ -33,8 +33,9 @@ class WorkerSettings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1, le=5000)
     # Batches decided but not yet acknowledged by Kafka (and so not committed): the next
     # batch is decided while the previous ones' acknowledgements travel. Past this the
-    # worker waits: a bound on what a crash makes it redo, and on memory.
-    batches_in_flight: int = Field(default=4, ge=1, le=64)
+    # worker waits: a bound on what a crash makes it redo, and on memory. 8: a drain of
+    # 50,000 measured 4,080-4,227/s with 4, 4,289-4,841/s with 8, 4,282-5,038/s with 16.
+    batches_in_flight: int = Field(default=8, ge=1, le=64)
     # Processes that verify signatures beside the event loop (ECDSA is most of an attempt's
     # cost); 0 verifies on the event loop itself.
     verify_processes: int = Field(default=1, ge=0, le=16)

@@ -26,7 +26,7 @@ from api.auth import (
     TokenVerifier,
     Unauthenticated,
 )
-from dev import devkeys as devkeys_module
+from harness import devkeys as devkeys_module
 from tests.support.claims import AUDIENCE, ISSUER, access_claims
 
 EC_KID = "ec-1"

@@ -12,7 +12,7 @@ import httpx
 
 from api.app import create_app
 from api.settings import Settings
-from dev import devkeys
+from harness import devkeys
 from worker.settings import WorkerSettings
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.attempts.store import Halted, TransactionQueue
+from worker.attempts.transactions import Halted, TransactionQueue
 
 
 async def test_transactions_run_one_at_a_time_in_the_order_queued() -> None:

@@ -28,7 +28,7 @@ from schemas.challenges import ChallengeStatus
 from schemas.devices import DeviceStatus
 from schemas.reasons import Reason
 from storage.engine import SQLITE_BUSY_TIMEOUT_SECONDS, enable_wal, open_sqlite
-from worker.attempts.store import Decide, TransactionQueue
+from worker.attempts.transactions import Decide, TransactionQueue
 from worker.attempts.verification import PendingKey
 from worker.decisions.attempts import AttemptDecisions, AttemptState
 from worker.state import ChallengeState, DeviceState, StoredAttempt, StoredRefusal

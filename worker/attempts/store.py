@@ -11,10 +11,10 @@ fixed handful of set-based statements per batch, whatever its size:
 3. write what it decided, and commit.
 
 Transactions are queued (:meth:`AttemptStore.submit`) and run one after another in the
-order they were queued, so a partition's commands are decided in order however many
-batches are in flight. When one fails, those queued behind it are not run at all (they
-raise :class:`Halted`) until :meth:`AttemptStore.resume`: the consumer reads them again, in
-order, from the failed one on.
+order they were queued (:mod:`worker.attempts.transactions`), so a partition's commands are
+decided in order however many batches are in flight. When one fails, those queued behind
+it are not run at all (they raise ``Halted``) until :meth:`AttemptStore.resume`: the
+consumer reads them again, in order, from the failed one on.
 
 Commands for one challenge arrive in order on one partition, but a rebalance can hand the
 same commands to two workers for a moment, and every worker process shares the database, so
@@ -25,50 +25,13 @@ on (challenge, signature) still makes counting an attempt twice impossible.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, Protocol, TypeVar
+from collections.abc import Collection
+from typing import Protocol
 
 from storage.engine import sqlite_path
+from worker.attempts.transactions import Decide
 from worker.attempts.verification import PendingKey
-from worker.decisions.attempts import AttemptDecisions, AttemptState
-from worker.errors import WorkerError
-
-# The decision of a batch, given its state: verifies the batch's signatures, then decides.
-Decide = Callable[[AttemptState], Awaitable[AttemptDecisions]]
-T = TypeVar("T")
-
-
-class Halted(WorkerError):
-    """Not run: a transaction queued before this one failed (transient: read it again)."""
-
-
-class TransactionQueue:
-    """Transactions (coroutines) run one after another in the order queued; after one fails,
-    those behind it raise :class:`Halted` without running until :meth:`resume`."""
-
-    def __init__(self) -> None:
-        self._last: asyncio.Future[Any] | None = None
-        self._halted = False
-
-    def submit(self, transaction: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
-        previous = self._last
-
-        async def in_turn() -> T:
-            if previous is not None:
-                await asyncio.wait([previous])  # its outcome is its own submitter's to read
-            if self._halted:
-                raise Halted("a transaction queued before this one failed")
-            try:
-                return await transaction()
-            except BaseException:
-                self._halted = True
-                raise
-
-        self._last = queued = asyncio.ensure_future(in_turn())
-        return queued
-
-    def resume(self) -> None:
-        self._halted = False
+from worker.decisions.attempts import AttemptDecisions
 
 
 class AttemptStore(Protocol):
@@ -78,7 +41,8 @@ class AttemptStore(Protocol):
         """Queue one transaction: read the state of ``challenge_ids`` and ``command_ids``
         under the batch's locks, run ``decide`` on it, store its decisions. It starts once
         every transaction queued before it has ended. The future raises what the database
-        raised, with nothing stored, or :class:`Halted`."""
+        raised, with nothing stored, or
+        :class:`~worker.attempts.transactions.Halted`."""
         ...
 
     def resume(self) -> None:

@@ -3,11 +3,11 @@
 Never use this key or these tokens outside a developer machine: the private key sits
 unencrypted on disk and anyone who can read it can mint tokens for any client.
 
-    python -m dev.devkeys ensure [--dir var/dev]
+    python -m harness.devkeys ensure [--dir var/dev]
         Create, if absent, an ES256 (P-256) private key ``signing-key.pem`` (mode 0600)
         and the matching public ``jwks.json``; print the JWKS path. Idempotent.
 
-    python -m dev.devkeys mint --client-id bank-app-1 [--scope ...] [--ttl 3600]
+    python -m harness.devkeys mint --client-id bank-app-1 [--scope ...] [--ttl 3600]
         Ensure the key, then print a signed access token (and nothing else) to stdout.
 
 Point the API at the key with ``AUTH_JWKS_FILE=var/dev/jwks.json``,
