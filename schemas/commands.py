@@ -12,9 +12,10 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
-from schemas.devices import DeviceRegistration
+from schemas.devices import DeviceRegistration, KeyPurpose
 from schemas.fields import DeviceData, Identifier, SignatureHex
 from schemas.model import WireModel
+from schemas.signing import KeyAddition, Transaction
 
 
 class CommandHeader(WireModel):
@@ -82,8 +83,56 @@ class ListDevices(CommandHeader):
     person_id: Identifier
 
 
+class OpenDeviceChallenge(_AboutChallenge):
+    """Open a challenge for a bound device to sign (SPEC §8); the worker draws the nonce."""
+
+    type: Literal["open_device_challenge"] = "open_device_challenge"
+    device_id: UUID
+    # None: the restricted key when the device holds one, else the unrestricted.
+    key_purpose: KeyPurpose | None = None
+    device_data: DeviceData | None = None
+    transaction: Transaction | None = None
+
+
+class VerifyDeviceSignature(_AboutChallenge):
+    """A device's signature of a device challenge's ``string_to_sign``: decided in batches
+    with the binding attempts, by the same rules."""
+
+    type: Literal["verify_device_signature"] = "verify_device_signature"
+    signature: SignatureHex
+    device_data: DeviceData | None = None
+
+
+class GetDeviceChallenge(_AboutChallenge):
+    type: Literal["get_device_challenge"] = "get_device_challenge"
+
+
+class ListDeviceKeys(_AboutDevice):
+    type: Literal["list_device_keys"] = "list_device_keys"
+
+
+class AddDeviceKey(_AboutDevice):
+    type: Literal["add_device_key"] = "add_device_key"
+    key_id: UUID
+    addition: KeyAddition
+
+
+# The signature attempts: the hot path, decided in batches (worker/attempts/).
+AttemptCommand = VerifySignature | VerifyDeviceSignature
+ATTEMPT_COMMANDS = (VerifySignature, VerifyDeviceSignature)
+
 Command = Annotated[
-    RegisterDevice | VerifySignature | UnbindDevice | GetChallenge | GetDevice | ListDevices,
+    RegisterDevice
+    | VerifySignature
+    | UnbindDevice
+    | GetChallenge
+    | GetDevice
+    | ListDevices
+    | OpenDeviceChallenge
+    | VerifyDeviceSignature
+    | GetDeviceChallenge
+    | ListDeviceKeys
+    | AddDeviceKey,
     Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
@@ -92,9 +141,16 @@ COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 def command_key(command: Command) -> bytes:
     """The Kafka key: commands about one challenge or device stay in order on one partition."""
     match command:
-        case RegisterDevice() | VerifySignature() | GetChallenge():
+        case (
+            RegisterDevice()
+            | VerifySignature()
+            | GetChallenge()
+            | OpenDeviceChallenge()
+            | VerifyDeviceSignature()
+            | GetDeviceChallenge()
+        ):
             return str(command.challenge_id).encode()
-        case UnbindDevice() | GetDevice():
+        case UnbindDevice() | GetDevice() | ListDeviceKeys() | AddDeviceKey():
             return str(command.device_id).encode()
         case ListDevices():
             return command.person_id.encode()

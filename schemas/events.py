@@ -11,8 +11,10 @@ from uuid import UUID
 
 from pydantic import Field
 
+from schemas.devices import KeyPurpose
 from schemas.model import WireModel
 from schemas.reasons import Reason
+from schemas.signing import Transaction
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 EVENT_SOURCE = "/mfa/device-binding"
@@ -23,6 +25,10 @@ class EventType(StrEnum):
     SIGNATURE_VERIFIED = "mfa.device_binding.signature_verified"
     SIGNATURE_REJECTED = "mfa.device_binding.signature_rejected"
     DEVICE_UNBOUND = "mfa.device_binding.device_unbound"
+    DEVICE_CHALLENGE_CREATED = "mfa.device_binding.device_challenge_created"
+    DEVICE_SIGNATURE_VERIFIED = "mfa.device_binding.device_signature_verified"
+    DEVICE_SIGNATURE_REJECTED = "mfa.device_binding.device_signature_rejected"
+    KEY_ADDED = "mfa.device_binding.key_added"
 
 
 class ChallengeCreated(WireModel):
@@ -68,7 +74,54 @@ class DeviceUnbound(WireModel):
     unbound_at: datetime
 
 
-Data = TypeVar("Data", ChallengeCreated, SignatureAttempt, DeviceUnbound)
+class DeviceChallengeCreated(WireModel):
+    """A device signing challenge opened (SPEC §8): what the device is asked to sign, and
+    the payment when there is one. ``string_to_sign`` is no secret: the app shows it."""
+
+    challenge_id: UUID
+    device_id: UUID
+    key_id: UUID
+    key_purpose: KeyPurpose
+    person_id: str
+    client_id: str
+    transaction: Transaction | None
+    string_to_sign: str
+    device_data: str | None
+    request_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class DeviceSignatureAttempt(SignatureAttempt):
+    """Data of ``device_signature_verified`` and ``device_signature_rejected``: one per
+    attempt, as for binding, with the purpose of the key that was to sign."""
+
+    # Unknown when the challenge is unknown (reason not_found).
+    key_purpose: KeyPurpose | None
+
+
+class KeyAdded(WireModel):
+    """A key added to a bound device, vouched for by the key that signed it."""
+
+    device_id: UUID
+    key_id: UUID
+    key_purpose: KeyPurpose
+    signed_by_key_id: UUID
+    person_id: str
+    client_id: str
+    request_id: str
+    added_at: datetime
+
+
+Data = TypeVar(
+    "Data",
+    ChallengeCreated,
+    SignatureAttempt,
+    DeviceUnbound,
+    DeviceChallengeCreated,
+    DeviceSignatureAttempt,
+    KeyAdded,
+)
 
 
 class Envelope(WireModel):
@@ -114,3 +167,28 @@ class DeviceUnboundEvent(CloudEvent[DeviceUnbound]):
     """``device_unbound``: a device was unbound; ``subject`` is the challenge that bound it."""
 
     type: Literal[EventType.DEVICE_UNBOUND]
+
+
+class DeviceChallengeCreatedEvent(CloudEvent[DeviceChallengeCreated]):
+    """``device_challenge_created``: a bound device was asked to sign (a login, a payment)."""
+
+    type: Literal[EventType.DEVICE_CHALLENGE_CREATED]
+
+
+class DeviceSignatureVerifiedEvent(CloudEvent[DeviceSignatureAttempt]):
+    """``device_signature_verified``: a device signing attempt whose signature verified."""
+
+    type: Literal[EventType.DEVICE_SIGNATURE_VERIFIED]
+
+
+class DeviceSignatureRejectedEvent(CloudEvent[DeviceSignatureAttempt]):
+    """``device_signature_rejected``: a device signing attempt refused, ``data.reason``
+    saying why."""
+
+    type: Literal[EventType.DEVICE_SIGNATURE_REJECTED]
+
+
+class KeyAddedEvent(CloudEvent[KeyAdded]):
+    """``key_added``: a key was added to a bound device; ``subject`` is the device."""
+
+    type: Literal[EventType.KEY_ADDED]

@@ -19,6 +19,13 @@ class Reason(StrEnum):
     DEVICE_LIMIT_REACHED = "device_limit_reached"
     # Only for device registration: the Idempotency-Key came with a different request.
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    # Device signing (SPEC §8): a transaction, or the caller, asks for the restricted key
+    # and the device holds none.
+    RESTRICTED_KEY_REQUIRED = "restricted_key_required"
+    # The caller asked for the unrestricted key and the device holds none.
+    KEY_PURPOSE_MISSING = "key_purpose_missing"
+    # A key added to a device under a purpose it already holds a key for.
+    KEY_PURPOSE_TAKEN = "key_purpose_taken"
 
 
 # The reasons a ``signature_rejected`` event may carry: SPEC §5's five, and
@@ -43,4 +50,7 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.NOT_FOUND: 404,
     Reason.DEVICE_LIMIT_REACHED: 409,
     Reason.IDEMPOTENCY_KEY_REUSED: 409,
+    Reason.RESTRICTED_KEY_REQUIRED: 409,
+    Reason.KEY_PURPOSE_MISSING: 409,
+    Reason.KEY_PURPOSE_TAKEN: 409,
 }
