@@ -14,11 +14,12 @@ from api.metrics import MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.openapi import install_openapi
 from api.request_ids import RequestIdMiddleware
-from api.routes import challenges, devices, health
+from api.routes import challenges, device_challenges, devices, health, keys
 from api.settings import Settings
 from api.tracing import TracingMiddleware
 from schemas.challenges import SignatureSubmission
 from schemas.devices import DeviceRegistration
+from schemas.signing import DeviceChallengeRequest, KeyAddition
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Device-binding signature verification",
         version="1.0",
-        description="Binds a customer's device key by verifying its signature of an OTP.",
+        description=(
+            "Binds a customer's device key by verifying its signature of an OTP, then"
+            " verifies the bound device's signatures of logins and payments."
+        ),
         lifespan=lifespan,
     )
     serve_routes(app, settings)
-    install_openapi(app, [DeviceRegistration, SignatureSubmission])
+    install_openapi(
+        app, [DeviceRegistration, SignatureSubmission, DeviceChallengeRequest, KeyAddition]
+    )
     return app
 
 
@@ -72,5 +78,7 @@ def serve_routes(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(devices.router)
     app.include_router(challenges.router)
+    app.include_router(keys.router)
+    app.include_router(device_challenges.router)
     app.include_router(health.router)
     app.include_router(metrics_router)

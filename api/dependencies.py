@@ -25,6 +25,7 @@ from api.request_ids import request_id_of
 from api.settings import Settings
 from schemas.challenges import SignatureSubmission
 from schemas.devices import DeviceRegistration
+from schemas.signing import DeviceChallengeRequest, KeyAddition
 
 MAX_BODY_BYTES: Final = 64 * 1024
 _UUID_TEXT = re.compile(
@@ -147,3 +148,7 @@ async def _read_body(request: Request) -> bytes:
 
 SignatureSubmissionDep = Annotated[SignatureSubmission, Depends(json_body(SignatureSubmission))]
 DeviceRegistrationDep = Annotated[DeviceRegistration, Depends(json_body(DeviceRegistration))]
+DeviceChallengeRequestDep = Annotated[
+    DeviceChallengeRequest, Depends(json_body(DeviceChallengeRequest))
+]
+KeyAdditionDep = Annotated[KeyAddition, Depends(json_body(KeyAddition))]

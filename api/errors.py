@@ -126,6 +126,9 @@ _REJECTION_TITLES: Final = {
     Reason.NOT_FOUND: "Not Found",
     Reason.DEVICE_LIMIT_REACHED: "Device Limit Reached",
     Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency Key Reused",
+    Reason.RESTRICTED_KEY_REQUIRED: "Restricted Key Required",
+    Reason.KEY_PURPOSE_MISSING: "Key Purpose Missing",
+    Reason.KEY_PURPOSE_TAKEN: "Key Purpose Taken",
 }
 _REJECTION_DETAILS: Final = {
     Reason.CHALLENGE_EXPIRED: "The challenge has expired.",
@@ -135,11 +138,19 @@ _REJECTION_DETAILS: Final = {
     Reason.IDEMPOTENCY_KEY_REUSED: (
         "The Idempotency-Key was already used for a different registration."
     ),
+    Reason.RESTRICTED_KEY_REQUIRED: (
+        "The challenge needs the device's restricted key, and the device holds none."
+    ),
+    Reason.KEY_PURPOSE_MISSING: "The device holds no key of the requested purpose.",
+    Reason.KEY_PURPOSE_TAKEN: "The device already holds a key of this purpose.",
 }
 _REJECTION_FIELDS: Final = {
     Reason.INVALID_SIGNATURE: "signature",
     Reason.DEVICE_LIMIT_REACHED: "person_id",
     Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
+    Reason.RESTRICTED_KEY_REQUIRED: "key_purpose",
+    Reason.KEY_PURPOSE_MISSING: "key_purpose",
+    Reason.KEY_PURPOSE_TAKEN: "key_purpose",
 }
 
 

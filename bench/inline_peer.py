@@ -25,10 +25,11 @@ from schemas.replies import Reply
 from storage.engine import create_engine
 from storage.migrations import prepare_database
 from telemetry.logs import configure_logging
+from worker.answers import utc_now
 from worker.attempts.runs import Attempt, AttemptRuns
 from worker.attempts.store import attempt_store
 from worker.attempts.verification import BatchVerifier
-from worker.binding import BindingService, utc_now
+from worker.binding import BindingService
 from worker.migrations import WORKER_MIGRATIONS
 from worker.outbox import Acknowledgement
 from worker.settings import WorkerSettings

@@ -102,7 +102,7 @@ class DeviceChallengeRequest(WireModel):
         return self.key_purpose or None
 
 
-class DeviceChallengeCreated(WireModel):
+class DeviceChallengeOpened(WireModel):
     """``201`` answer to ``POST /v1/mfa/challenges/devices``."""
 
     id: UUID

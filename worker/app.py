@@ -32,10 +32,11 @@ from sqlalchemy import text
 from provisioning import provision_topics
 from storage.engine import create_engine
 from storage.migrations import prepare_database
+from worker.answers import Clock, utc_now
 from worker.attempts.runs import AttemptRuns
 from worker.attempts.store import attempt_store
 from worker.attempts.verification import BatchVerifier
-from worker.binding import BindingService, Clock, utc_now
+from worker.binding import BindingService
 from worker.consumer import CommandConsumer
 from worker.dead_letters import DeadLetters
 from worker.handling import BatchHandler

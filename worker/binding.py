@@ -1,4 +1,5 @@
-"""The commands off the hot path, one at a time: registration, unbinding and the reads.
+"""The commands off the hot path, one at a time: registration, unbinding and the reads;
+device signing's (opening a device challenge, adding a key) go to :mod:`worker.signing`.
 
 What a registration stores is :mod:`worker.decisions.registrations`; its OTP's delivery,
 :mod:`worker.otp_delivery`; what a device's owner may see, :mod:`worker.decisions.attempts`'s
@@ -15,80 +16,42 @@ identically; it never decides twice.
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from collections.abc import Awaitable
+from datetime import timedelta
 
-from pydantic import JsonValue
 from sqlalchemy.exc import IntegrityError
 
 from schemas.commands import (
+    AddDeviceKey,
     Command,
     CommandHeader,
     GetChallenge,
     GetDevice,
+    GetDeviceChallenge,
+    ListDeviceKeys,
     ListDevices,
+    OpenDeviceChallenge,
     RegisterDevice,
     UnbindDevice,
+    VerifyDeviceSignature,
     VerifySignature,
 )
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceList, DeviceStatus
-from schemas.model import WireModel
-from schemas.otp import OtpDelivery
 from schemas.reasons import Reason
 from schemas.replies import Reply
 from worker import events, views
-from worker.decisions.registrations import registers_as, registration_rows
+from worker.answers import Answer, Clock, Outbox, ok, rejected, utc_now
+from worker.decisions.registrations import binding_key, registers_as, registration_rows
 from worker.errors import (
     StoreContention,
 )
 from worker.otp_delivery import DEFAULT_LEASE, OtpDeliveries, new_otp, otp_digest
+from worker.signing import SigningService
+from worker.signing_store import SigningStore
 from worker.store import Binding, Store
 from worker.tables import DeviceRow
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-# An event to publish: its Kafka key and its CloudEvent JSON.
-Event = tuple[str, str]
-
-
-class Outbox(Protocol):
-    """Where decisions are announced (:class:`worker.outbox.KafkaOutbox`)."""
-
-    async def event(self, key: str, event_json: str) -> Awaitable[object]:
-        """Hand an event over; the result is awaited for its acknowledgement."""
-        ...
-
-    async def reply(self, reply: Reply, partition: int | None) -> Awaitable[object]: ...
-
-    async def deliver_otp(self, delivery: OtpDelivery) -> None:
-        """Returns once Kafka has the OTP."""
-        ...
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What a command is answered with (the reply) and announced with (its event, if any)."""
-
-    outcome: Literal["ok", "rejected"]
-    body: JsonValue = None
-    reason: Reason | None = None
-    event: Event | None = None
-
-
-def _ok(body: WireModel | None, *, event: Event | None = None) -> Answer:
-    payload: JsonValue = body.model_dump(mode="json") if body is not None else None
-    return Answer("ok", body=payload, event=event)
-
-
-def _rejected(reason: Reason) -> Answer:
-    return Answer("rejected", reason=reason)
 
 
 class BindingService:
@@ -106,6 +69,9 @@ class BindingService:
         self._ttl = challenge_ttl
         self._clock = clock
         self._otps = OtpDeliveries(store, outbox, lease=otp_delivery_lease, clock=clock)
+        self._signing = SigningService(
+            SigningStore(store.engine), challenge_ttl=challenge_ttl, clock=clock
+        )
 
     async def handle(self, command: Command, *, reply_partition: int | None = None) -> None:
         """Decide, store, announce ``command``; returns once Kafka has every announcement.
@@ -121,7 +87,15 @@ class BindingService:
                 answer = await self.get_device(command)
             case ListDevices():
                 answer = await self.list_devices(command)
-            case VerifySignature():
+            case OpenDeviceChallenge():
+                answer = await self._signing.open_challenge(command)
+            case GetDeviceChallenge():
+                answer = await self._signing.get_challenge(command)
+            case ListDeviceKeys():
+                answer = await self._signing.list_keys(command)
+            case AddDeviceKey():
+                answer = await self._signing.add_key(command)
+            case VerifySignature() | VerifyDeviceSignature():
                 raise TypeError("signature attempts are decided in batches (worker.handling)")
         await self._send(command, answer, reply_partition)
 
@@ -132,7 +106,7 @@ class BindingService:
         if replayed is not None:
             # The same command again: redelivered, or a retry under the same Idempotency-Key.
             if not registers_as(replayed.device, command):
-                return _rejected(Reason.IDEMPOTENCY_KEY_REUSED)
+                return rejected(Reason.IDEMPOTENCY_KEY_REUSED)
             return await self._announce_registration(command, replayed, delivery=None)
         now = self._clock()
         otp, claim = new_otp(), uuid.uuid4().hex
@@ -141,13 +115,13 @@ class BindingService:
         )
         try:
             registered = await self._store.register(
-                device, challenge, max_bound=MAX_BOUND_DEVICES_PER_PERSON
+                device, challenge, binding_key(device), max_bound=MAX_BOUND_DEVICES_PER_PERSON
             )
         except IntegrityError:
             # The same command, delivered twice at once: the other copy won.
             raise StoreContention("registration inserted concurrently") from None
         if not registered:
-            return _rejected(Reason.DEVICE_LIMIT_REACHED)
+            return rejected(Reason.DEVICE_LIMIT_REACHED)
         return await self._announce_registration(
             command, Binding(challenge=challenge, device=device), delivery=(otp, claim)
         )
@@ -161,9 +135,7 @@ class BindingService:
         await self._otps.deliver(binding, command.registration.language, delivery)
         challenge = binding.challenge
         created = events.challenge_created(binding, request_id=binding.device.created_by_request)
-        return _ok(
-            views.device_registered(binding), event=(challenge.id, created.model_dump_json())
-        )
+        return ok(views.device_registered(binding), event=(challenge.id, created.model_dump_json()))
 
     # Devices and reads
 
@@ -171,7 +143,7 @@ class BindingService:
         device_id, command_id = str(command.device_id), str(command.command_id)
         device = await self._store.find_device(device_id)
         if device is None or device.client_id != command.client_id:
-            return _rejected(Reason.NOT_FOUND)
+            return rejected(Reason.NOT_FOUND)
         if device.status != DeviceStatus.UNBOUND:
             await self._store.unbind(
                 device_id, command_id=command_id, request_id=command.request_id, now=self._clock()
@@ -180,30 +152,30 @@ class BindingService:
         # Unbound by this very command (now, or before a redelivery), or else by another one
         # earlier, in which case the device no longer exists for the client.
         if device is None or device.unbound_by_command != command_id or device.unbound_at is None:
-            return _rejected(Reason.NOT_FOUND)
+            return rejected(Reason.NOT_FOUND)
         challenge = await self._store.challenge_of(device_id)
         if challenge is None:
             raise StoreContention(f"device {device_id} has no challenge")
         unbound = events.device_unbound(
             device, challenge_id=challenge.id, unbound_at=device.unbound_at
         )
-        return _ok(None, event=(challenge.id, unbound.model_dump_json()))
+        return ok(None, event=(challenge.id, unbound.model_dump_json()))
 
     async def get_challenge(self, command: GetChallenge) -> Answer:
         binding = await self._store.find_binding(str(command.challenge_id))
         if binding is None or not self._owns(command, binding.device):
-            return _rejected(Reason.NOT_FOUND)
-        return _ok(views.challenge_view(binding, self._clock()))
+            return rejected(Reason.NOT_FOUND)
+        return ok(views.challenge_view(binding, self._clock()))
 
     async def get_device(self, command: GetDevice) -> Answer:
         device = await self._store.find_device(str(command.device_id))
         if device is None or not self._owns(command, device):
-            return _rejected(Reason.NOT_FOUND)
-        return _ok(views.device_view(device))
+            return rejected(Reason.NOT_FOUND)
+        return ok(views.device_view(device))
 
     async def list_devices(self, command: ListDevices) -> Answer:
         devices = await self._store.list_bound(command.client_id, command.person_id)
-        return _ok(DeviceList(data=[views.device_view(d) for d in devices]))
+        return ok(DeviceList(data=[views.device_view(d) for d in devices]))
 
     # Replies
 

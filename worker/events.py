@@ -7,24 +7,31 @@ with the id it had the first time, and consumers can drop the copy.
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.commands import VerifySignature
+from schemas.commands import AttemptCommand, VerifyDeviceSignature
+from schemas.devices import KeyPurpose
 from schemas.events import (
     ChallengeCreated,
     CloudEvent,
+    DeviceChallengeCreated,
+    DeviceSignatureAttempt,
     DeviceUnbound,
     EventType,
+    KeyAdded,
     SignatureAttempt,
 )
 from schemas.reasons import Reason
+from schemas.signing import Transaction
 from worker.state import DeviceState
 from worker.store import Binding
-from worker.tables import DeviceRow
+from worker.tables import DeviceChallengeRow, DeviceKeyRow, DeviceRow
 
 _NAMESPACE = uuid.UUID("6f1f3c53-2b0e-4f57-9d3a-6a0d3c1e8b21")
 _ATTEMPT_EVENT = TypeAdapter(CloudEvent[SignatureAttempt])
+_DEVICE_ATTEMPT_EVENT = TypeAdapter(CloudEvent[DeviceSignatureAttempt])
 
 
 def _event_id(kind: str, subject: object) -> str:
@@ -54,7 +61,7 @@ def challenge_created(binding: Binding, *, request_id: str) -> CloudEvent[Challe
 
 
 def signature_attempt(
-    command: VerifySignature,
+    command: AttemptCommand,
     device: DeviceState | None,
     *,
     reason: Reason | None,
@@ -66,31 +73,42 @@ def signature_attempt(
     challenge_id = str(command.challenge_id)
     # Validated from plain values (ids as text): the model checks every field, in Rust,
     # without a Python UUID object made for each.
-    event = _ATTEMPT_EVENT.validate_python(
+    data = {
+        "challenge_id": challenge_id,
+        "device_id": device.id if device else None,
+        "key_id": device.key_id if device else None,
+        "person_id": device.person_id if device else None,
+        "client_id": command.client_id,
+        "outcome": "rejected" if reason else "verified",
+        "reason": reason,
+        "attempt": attempt,
+        "attempts_remaining": attempts_remaining,
+        "device_data": command.device_data,
+        "signature": command.signature,
+        "request_id": command.request_id,
+        "received_at": command.issued_at,
+        "decided_at": decided_at,
+    }
+    if isinstance(command, VerifyDeviceSignature):
+        data["key_purpose"] = device.key_purpose if device else None
+        rejected, verified = (
+            EventType.DEVICE_SIGNATURE_REJECTED,
+            EventType.DEVICE_SIGNATURE_VERIFIED,
+        )
+        adapter: TypeAdapter[CloudEvent[Any]] = _DEVICE_ATTEMPT_EVENT
+    else:
+        rejected, verified = EventType.SIGNATURE_REJECTED, EventType.SIGNATURE_VERIFIED
+        adapter = _ATTEMPT_EVENT
+    event = adapter.validate_python(
         {
             "id": _event_id("attempt", command.command_id),
-            "type": EventType.SIGNATURE_REJECTED if reason else EventType.SIGNATURE_VERIFIED,
+            "type": rejected if reason else verified,
             "subject": challenge_id,
             "time": decided_at,
-            "data": {
-                "challenge_id": challenge_id,
-                "device_id": device.id if device else None,
-                "key_id": device.key_id if device else None,
-                "person_id": device.person_id if device else None,
-                "client_id": command.client_id,
-                "outcome": "rejected" if reason else "verified",
-                "reason": reason,
-                "attempt": attempt,
-                "attempts_remaining": attempts_remaining,
-                "device_data": command.device_data,
-                "signature": command.signature,
-                "request_id": command.request_id,
-                "received_at": command.issued_at,
-                "decided_at": decided_at,
-            },
+            "data": data,
         }
     )
-    return _ATTEMPT_EVENT.dump_json(event).decode()
+    return adapter.dump_json(event).decode()
 
 
 def device_unbound(
@@ -108,5 +126,52 @@ def device_unbound(
             client_id=device.client_id,
             request_id=device.unbound_by_request or "",
             unbound_at=unbound_at,
+        ),
+    )
+
+
+def device_challenge_created(
+    challenge: DeviceChallengeRow, device: DeviceRow
+) -> CloudEvent[DeviceChallengeCreated]:
+    transaction = challenge.transaction_json
+    return CloudEvent[DeviceChallengeCreated](
+        id=_event_id("device_challenge_created", challenge.id),
+        type=EventType.DEVICE_CHALLENGE_CREATED,
+        subject=challenge.id,
+        time=challenge.created_at,
+        data=DeviceChallengeCreated(
+            challenge_id=uuid.UUID(challenge.id),
+            device_id=uuid.UUID(device.id),
+            key_id=uuid.UUID(challenge.key_id),
+            key_purpose=KeyPurpose(challenge.key_purpose),
+            person_id=device.person_id,
+            client_id=device.client_id,
+            transaction=(
+                None if transaction is None else Transaction.model_validate_json(transaction)
+            ),
+            string_to_sign=challenge.string_to_sign,
+            device_data=challenge.device_data,
+            request_id=challenge.created_by_request,
+            created_at=challenge.created_at,
+            expires_at=challenge.expires_at,
+        ),
+    )
+
+
+def key_added(key: DeviceKeyRow, device: DeviceRow) -> CloudEvent[KeyAdded]:
+    return CloudEvent[KeyAdded](
+        id=_event_id("key_added", key.id),
+        type=EventType.KEY_ADDED,
+        subject=device.id,
+        time=key.created_at,
+        data=KeyAdded(
+            device_id=uuid.UUID(device.id),
+            key_id=uuid.UUID(key.id),
+            key_purpose=KeyPurpose(key.key_purpose),
+            signed_by_key_id=uuid.UUID(key.signed_by_key_id or key.id),
+            person_id=device.person_id,
+            client_id=device.client_id,
+            request_id=key.created_by_request,
+            added_at=key.created_at,
         ),
     )

@@ -1,6 +1,7 @@
 """One fetched batch of command records: parsed, decided, stored, announcements handed over.
 
-The records are taken in order. Runs of signature attempts (the hot path) are decided
+The records are taken in order. Runs of signature attempts (the hot path: binding and
+device signatures alike) are decided
 together, one store transaction per run (:mod:`worker.attempts.store`); every other command
 is handled alone by :class:`~worker.binding.BindingService`, in its place in the order, so
 that what a partition's earlier commands did is stored before its later ones are decided.
@@ -22,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from schemas.commands import COMMAND_ADAPTER, Command, VerifySignature
+from schemas.commands import ATTEMPT_COMMANDS, COMMAND_ADAPTER, Command
 from schemas.topics import REPLY_PARTITION_HEADER
 from telemetry.logs import log_context
 from telemetry.tracing import context_from_headers, tracer
@@ -86,7 +87,7 @@ def _attempts(run: Sequence[Parsed]) -> list[Attempt]:
     return [
         (item.command, item.reply_partition)
         for item in run
-        if isinstance(item.command, VerifySignature)
+        if isinstance(item.command, ATTEMPT_COMMANDS)
     ]
 
 
@@ -139,7 +140,7 @@ class BatchHandler:
         parsed = [parse(record) for record in records]
         batch = Batch(records, parsed)
         if pipelined and all(
-            isinstance(item, Parsed) and isinstance(item.command, VerifySignature)
+            isinstance(item, Parsed) and isinstance(item.command, ATTEMPT_COMMANDS)
             for item in parsed
         ):
             batch.run = [item for item in parsed if isinstance(item, Parsed)]
@@ -175,7 +176,7 @@ class BatchHandler:
         run: list[Parsed] = []
         try:
             for record, parsed in zip(batch.records, batch.parsed, strict=True):
-                if isinstance(parsed, Parsed) and isinstance(parsed.command, VerifySignature):
+                if isinstance(parsed, Parsed) and isinstance(parsed.command, ATTEMPT_COMMANDS):
                     run.append(parsed)
                     continue
                 # What comes before is handled first, so that the count is a true prefix.

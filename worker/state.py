@@ -7,20 +7,33 @@ into statements.
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from schemas.challenges import ChallengeStatus
-from schemas.devices import DeviceStatus
+from schemas.devices import DeviceStatus, KeyPurpose
 from schemas.reasons import Reason
+
+
+class ChallengeKind(StrEnum):
+    """What a challenge asks the device to sign, and what a verified signature does."""
+
+    BINDING = "binding"  # the OTP; binds the device
+    DEVICE = "device"  # a string_to_sign (SPEC §8); marks the key used
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceState:
+    """A device as one challenge sees it: ``key_id``, ``public_key`` and ``key_purpose`` are
+    those of the key that signs that challenge (the binding key, or the key of the purpose
+    a device challenge chose)."""
+
     id: str
     key_id: str
     client_id: str
     person_id: str
     public_key: str  # hex of the SEC1 point
     status: DeviceStatus
+    key_purpose: KeyPurpose = KeyPurpose.UNRESTRICTED
 
     @property
     def owner(self) -> tuple[str, str]:
@@ -35,8 +48,10 @@ class ChallengeState:
     status: ChallengeStatus
     failed_attempts: int
     expires_at: datetime
-    # SHA-256 of the OTP while pending; None once the challenge left pending.
-    otp_digest: bytes | None
+    # SHA-256 of what the device signs (the OTP, or the string_to_sign) while pending; None
+    # once the challenge left pending.
+    digest: bytes | None
+    kind: ChallengeKind = ChallengeKind.BINDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +80,18 @@ class ChallengeChange:
     id: str
     status: ChallengeStatus
     failed_attempts: int
-    # Leaving pending drops the OTP's digest (SPEC §4): None then.
-    otp_digest: bytes | None
+    # Leaving pending drops the digest of what was to be signed (SPEC §4): None then.
+    digest: bytes | None
     decided_at: datetime | None
+    kind: ChallengeKind = ChallengeKind.BINDING
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsed:
+    """A device key whose signature verified: its ``used_at``."""
+
+    key_id: str
+    used_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +108,7 @@ class NewAttempt:
     number: int
     event_json: str
     decided_at: datetime
+    kind: ChallengeKind = ChallengeKind.BINDING
 
     @property
     def outcome(self) -> str:

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Update, func, select, update
+from sqlalchemy import ColumnElement, Update, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
 from schemas.devices import DeviceStatus
-from worker.tables import ChallengeRow, DeviceRow
+from worker.tables import ChallengeRow, DeviceChallengeRow, DeviceKeyRow, DeviceRow
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,21 @@ class Store:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     # Registration
 
     async def find_registration(self, command_id: str) -> Binding | None:
         """The device and challenge a (possibly redelivered) register command created."""
         return await self._binding_where(DeviceRow.created_by_command == command_id)
 
-    async def register(self, device: DeviceRow, challenge: ChallengeRow, *, max_bound: int) -> bool:
-        """Insert a pending device and its challenge, unless the person is at the limit.
+    async def register(
+        self, device: DeviceRow, challenge: ChallengeRow, key: DeviceKeyRow, *, max_bound: int
+    ) -> bool:
+        """Insert a pending device, its challenge and its key, unless the person is at the
+        limit.
 
         Returns False when the person already has ``max_bound`` bound devices. A concurrent
         insert of the same command raises IntegrityError for the caller to treat as a replay.
@@ -48,8 +55,8 @@ class Store:
             if await _bound_devices(session, device.client_id, device.person_id) >= max_bound:
                 return False
             session.add(device)
-            await session.flush()  # the device first: the challenge refers to it
-            session.add(challenge)
+            await session.flush()  # the device first: the challenge and key refer to it
+            session.add_all([challenge, key])
         return True
 
     async def claim_otp_delivery(
@@ -134,17 +141,36 @@ class Store:
     async def unbind(
         self, device_id: str, *, command_id: str, request_id: str, now: datetime
     ) -> bool:
-        """Unbind a pending or bound device; its challenge can no longer be answered."""
-        return await self._update(
-            update(DeviceRow)
-            .where(DeviceRow.id == device_id, DeviceRow.status != DeviceStatus.UNBOUND)
-            .values(
-                status=DeviceStatus.UNBOUND,
-                unbound_at=now,
-                unbound_by_command=command_id,
-                unbound_by_request=request_id,
-            )
-        )
+        """Unbind a pending or bound device: its challenge can no longer be answered, its
+        open device challenges end (expired), its keys are removed (SPEC §8). One
+        transaction: all of it, or none."""
+        try:
+            async with self._sessions() as session, session.begin():
+                await _update_one(
+                    session,
+                    update(DeviceRow)
+                    .where(DeviceRow.id == device_id, DeviceRow.status != DeviceStatus.UNBOUND)
+                    .values(
+                        status=DeviceStatus.UNBOUND,
+                        unbound_at=now,
+                        unbound_by_command=command_id,
+                        unbound_by_request=request_id,
+                    ),
+                )
+                await session.execute(
+                    update(DeviceChallengeRow)
+                    .where(
+                        DeviceChallengeRow.device_id == device_id,
+                        DeviceChallengeRow.status == ChallengeStatus.PENDING,
+                    )
+                    .values(status=ChallengeStatus.EXPIRED, message_digest=None, decided_at=now)
+                )
+                await session.execute(
+                    delete(DeviceKeyRow).where(DeviceKeyRow.device_id == device_id)
+                )
+        except _Stale:
+            return False
+        return True
 
     async def _binding_where(self, condition: ColumnElement[bool]) -> Binding | None:
         async with self._sessions() as session:

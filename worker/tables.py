@@ -96,3 +96,71 @@ class RefusalRow(Base):
     reason: Mapped[str] = mapped_column(String(32))
     event_json: Mapped[str] = mapped_column(Text)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeviceKeyRow(Base):
+    """A key a device holds: its binding key first, then keys added under other purposes
+    (SPEC §8). Removed when the device is unbound."""
+
+    __tablename__ = "device_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    key_purpose: Mapped[str] = mapped_column(String(32))
+    public_key: Mapped[str] = mapped_column(String(130))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Set by each verified device signature.
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The key that vouched for this one; None for the binding key.
+    signed_by_key_id: Mapped[str | None] = mapped_column(String(36))
+    # The command that added the key: a redelivery is recognised and answered the same.
+    created_by_command: Mapped[str] = mapped_column(String(36), unique=True)
+    created_by_request: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("device_id", "key_purpose", name="uq_device_key_purpose"),)
+
+
+class DeviceChallengeRow(Base):
+    """A challenge a bound device signs (a login, a payment): ``string_to_sign`` kept whole,
+    since it is no secret, and its SHA-256, what verification needs."""
+
+    __tablename__ = "device_challenges"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    # No foreign key: the device's keys go when it is unbound, its challenges stay.
+    key_id: Mapped[str] = mapped_column(String(36))
+    key_purpose: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    string_to_sign: Mapped[str] = mapped_column(Text)
+    # SHA-256 of string_to_sign while pending, dropped (NULL) when it leaves pending.
+    message_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    transaction_json: Mapped[str | None] = mapped_column(Text)
+    device_data: Mapped[str | None] = mapped_column(Text)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by_command: Mapped[str] = mapped_column(String(36), unique=True)
+    created_by_request: Mapped[str] = mapped_column(String(128))
+
+    # Unbinding ends a device's open challenges: found by this index, not a scan.
+    __table_args__ = (Index("ix_device_challenges_device", "device_id", "status"),)
+
+
+class DeviceAttemptRow(Base):
+    """A counted attempt on a device challenge, as :class:`AttemptRow` is for binding."""
+
+    __tablename__ = "device_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    challenge_id: Mapped[str] = mapped_column(ForeignKey("device_challenges.id"))
+    signature: Mapped[str] = mapped_column(String(144))
+    outcome: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int] = mapped_column(Integer)
+    event_json: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("challenge_id", "signature", name="uq_device_attempt_signature"),
+    )

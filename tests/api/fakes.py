@@ -9,12 +9,17 @@ from typing import Any
 from pydantic import JsonValue
 
 from schemas.commands import (
+    AddDeviceKey,
     Command,
     GetChallenge,
     GetDevice,
+    GetDeviceChallenge,
+    ListDeviceKeys,
     ListDevices,
+    OpenDeviceChallenge,
     RegisterDevice,
     UnbindDevice,
+    VerifyDeviceSignature,
     VerifySignature,
 )
 from schemas.reasons import Reason
@@ -90,6 +95,19 @@ def device_body(command: GetDevice) -> dict[str, Any]:
     }
 
 
+def device_challenge_body(command: OpenDeviceChallenge | GetDeviceChallenge) -> dict[str, Any]:
+    return {
+        "id": str(command.challenge_id),
+        "type": "device",
+        "device_id": "6f1d8f3e-52c9-4a8e-9a57-0d5b8a3f4c21",
+        "key_id": "0e0c1b7a-4a8c-4a5e-8f7e-2d1c3b4a5f60",
+        "key_purpose": "unrestricted",
+        "string_to_sign": "{}",
+        "created_at": _CREATED.isoformat(),
+        "expires_at": (_CREATED + timedelta(minutes=5)).isoformat(),
+    }
+
+
 def succeed(command: Command) -> Reply:
     """What a worker answers when everything goes well."""
     match command:
@@ -101,7 +119,18 @@ def succeed(command: Command) -> Reply:
             return ok(command, device_body(command))
         case ListDevices():
             return ok(command, {"data": []})
-        case VerifySignature() | UnbindDevice():
+        case OpenDeviceChallenge():
+            return ok(command, device_challenge_body(command))
+        case GetDeviceChallenge():
+            body = device_challenge_body(command)
+            return ok(
+                command, body | {"status": "pending", "transaction": None, "attempts_remaining": 5}
+            )
+        case ListDeviceKeys():
+            return ok(command, {"device_id": str(command.device_id), "keys": []})
+        case AddDeviceKey():
+            return ok(command, {"id": str(command.key_id)})
+        case VerifySignature() | VerifyDeviceSignature() | UnbindDevice():
             return ok(command)
 
 

@@ -203,3 +203,7 @@ class DeviceKey:
 
     def sign(self, otp: str) -> str:
         return self.private_key.sign(otp.encode("ascii"), ec.ECDSA(hashes.SHA256())).hex()
+
+    def sign_text(self, text: str) -> str:
+        """Sign a device challenge's ``string_to_sign``: its UTF-8 bytes (SPEC §8)."""
+        return self.private_key.sign(text.encode("utf-8"), ec.ECDSA(hashes.SHA256())).hex()

@@ -8,12 +8,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,111 +20,20 @@ from provisioning import provision_topics
 from tests.support.http import Tokens, api_client, api_settings
 from tests.support.worker import (
     DeviceKey,
-    ManualClock,
-    TopicReader,
     running_worker,
     start_reader,
     worker_settings,
 )
-from worker.settings import WorkerSettings
+from tests.system.http_stack import (
+    SIGNATURES,
+    Stack,
+    assert_flat,
+    assert_listed,
+    otp_of,
+    otp_readers,
+)
 
 pytestmark = pytest.mark.kafka
-
-SIGNATURES = "/v1/mfa/challenges/signatures"
-
-
-@dataclass
-class Stack:
-    http: httpx.AsyncClient
-    tokens: Tokens
-    clock: ManualClock
-    events: TopicReader
-    settings: WorkerSettings
-
-    def auth(self, client_id: str = "bank-1") -> dict[str, str]:
-        return self.tokens.headers(client_id)
-
-    async def register(
-        self, key: DeviceKey, *, person_id: str = "person-1", client_id: str = "bank-1"
-    ) -> dict[str, Any]:
-        response = await self.http.post(
-            "/v1/mfa/devices",
-            headers=self.auth(client_id),
-            json={"person_id": person_id, "key_type": "ecdsa-p256", "key": key.public_hex},
-        )
-        assert response.status_code == 202, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def otp(self, challenge_id: str) -> str:
-        return await _otp(self.settings, challenge_id)
-
-    async def put(
-        self, challenge_id: str, signature: str, client_id: str = "bank-1"
-    ) -> httpx.Response:
-        return await self.http.put(
-            f"{SIGNATURES}/{challenge_id}",
-            headers=self.auth(client_id),
-            json={"signature": signature},
-        )
-
-    async def events_of(self, challenge_id: str, count: int) -> list[dict[str, Any]]:
-        records = await self.events.wait_for(
-            lambda r: r["value"]["subject"] == challenge_id, count=count
-        )
-        return [r["value"] for r in records]
-
-
-_otp_readers: dict[str, TopicReader] = {}
-
-
-async def _otp(settings: WorkerSettings, challenge_id: str) -> str:
-    reader = _otp_readers.get(settings.otp_deliveries_topic)
-    if reader is None:
-        reader = await start_reader(settings.kafka_bootstrap_servers, settings.otp_deliveries_topic)
-        _otp_readers[settings.otp_deliveries_topic] = reader
-    [record] = await reader.wait_for(lambda r: r["value"]["challenge_id"] == challenge_id)
-    otp: str = record["value"]["otp"]
-    return otp
-
-
-@pytest.fixture
-async def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    clock = ManualClock()
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
-    tokens = Tokens(tmp_path / "keys")
-    async with (
-        running_worker(settings, clock=clock),
-        api_client(api_settings(settings, tokens)) as http,
-    ):
-        events = await start_reader(kafka_bootstrap, settings.events_topic)
-        try:
-            yield Stack(http, tokens, clock, events, settings)
-        finally:
-            await events.consumer.stop()
-            reader = _otp_readers.pop(settings.otp_deliveries_topic, None)
-            if reader is not None:
-                await reader.consumer.stop()
-
-
-def assert_flat(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"id", "status", "code", "title", "detail", "error_code"}
-    assert (body["status"], body["code"], body["error_code"]) == (status, code, code)
-    assert body["id"] == response.headers["X-Request-ID"]
-    return body
-
-
-def assert_listed(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    [error] = response.json()["errors"]
-    assert set(error) == {"id", "status", "code", "title", "detail", "source"}
-    assert set(error["source"]) == {"field", "message"}
-    assert (error["status"], error["code"]) == (status, code)
-    assert error["id"] == response.headers["X-Request-ID"]
-    item: dict[str, Any] = error
-    return item
 
 
 async def test_device_is_bound_listed_and_unbound(stack: Stack) -> None:
@@ -351,7 +256,7 @@ async def test_timed_out_request_is_retried_to_its_real_outcome(
             json={"person_id": "person-slow", "key_type": "ecdsa-p256", "key": key.public_hex},
         )
         challenge_id = registered.json()["challenge"]["id"]
-        otp = await _otp(settings, challenge_id)
+        otp = await otp_of(settings, challenge_id)
     signature = key.sign(otp)
     headers, body = tokens.headers(), {"signature": signature}
 
@@ -367,7 +272,7 @@ async def test_timed_out_request_is_retried_to_its_real_outcome(
     async with running_worker(settings), api_client(api_settings(settings, tokens)) as http:
         retried = await http.put(f"{SIGNATURES}/{challenge_id}", headers=headers, json=body)
     assert retried.status_code == 204
-    reader = _otp_readers.pop(settings.otp_deliveries_topic)
+    reader = otp_readers.pop(settings.otp_deliveries_topic)
     await reader.consumer.stop()
 
 

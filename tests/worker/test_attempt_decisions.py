@@ -63,7 +63,7 @@ def challenge(
         status=status,
         failed_attempts=failed,
         expires_at=NOW + expires_in,
-        otp_digest=DIGEST if status is ChallengeStatus.PENDING else None,
+        digest=DIGEST if status is ChallengeStatus.PENDING else None,
     )
 
 
@@ -102,7 +102,7 @@ def test_a_correct_signature_verifies_the_challenge_and_binds_the_device() -> No
     [outcome] = decided.outcomes
     assert (outcome.verified, outcome.reason, outcome.event_key) == (True, None, pending.id)
     change = decided.challenges[pending.id]
-    assert (change.status, change.otp_digest, change.decided_at) == ("verified", None, NOW)
+    assert (change.status, change.digest, change.decided_at) == ("verified", None, NOW)
     assert [(b.device_id, b.bound_at) for b in decided.bound] == [(pending.device.id, NOW)]
     [stored] = decided.attempts
     assert (stored.signature, stored.verified, stored.number) == (GOOD, True, 1)
@@ -128,7 +128,7 @@ def test_a_wrong_signature_counts_a_failure_and_keeps_the_challenge_pending() ->
     assert (outcome.verified, outcome.reason) == (False, Reason.INVALID_SIGNATURE)
     assert outcome.attempts_remaining == MAX_FAILED_ATTEMPTS - 1
     change = decided.challenges[pending.id]
-    assert (change.status, change.failed_attempts, change.otp_digest) == ("pending", 1, DIGEST)
+    assert (change.status, change.failed_attempts, change.digest) == ("pending", 1, DIGEST)
     assert change.decided_at is None
     assert not decided.bound
     assert json.loads(outcome.event_json)["data"]["reason"] == "invalid_signature"
@@ -146,7 +146,7 @@ def test_the_fifth_failure_locks_and_a_correct_signature_after_it_is_refused() -
     assert refused.reason is Reason.CHALLENGE_LOCKED
     assert verifier.calls == [BAD]  # the locked challenge's signature is not even checked
     change = decided.challenges[pending.id]
-    assert (change.status, change.failed_attempts, change.otp_digest) == ("locked", 5, None)
+    assert (change.status, change.failed_attempts, change.digest) == ("locked", 5, None)
     assert [r.reason for r in decided.refusals] == [Reason.CHALLENGE_LOCKED]
 
 
@@ -161,7 +161,7 @@ def test_an_expired_challenge_is_stored_expired_and_nothing_is_counted() -> None
     assert decided.outcomes[0].reason is Reason.CHALLENGE_EXPIRED
     assert verifier.calls == []
     change = decided.challenges[stale.id]
-    assert (change.status, change.failed_attempts, change.otp_digest) == ("expired", 0, None)
+    assert (change.status, change.failed_attempts, change.digest) == ("expired", 0, None)
     assert not decided.attempts
 
 

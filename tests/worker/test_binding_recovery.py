@@ -24,10 +24,11 @@ from schemas.replies import Reply
 from storage.engine import create_engine
 from storage.migrations import upgrade
 from tests.support.worker import DeviceKey
+from worker.answers import utc_now
 from worker.attempts.runs import AttemptRuns
 from worker.attempts.sqlite import SqliteAttemptStore
 from worker.attempts.verification import BatchVerifier
-from worker.binding import BindingService, utc_now
+from worker.binding import BindingService
 from worker.migrations import WORKER_MIGRATIONS
 from worker.outbox import Acknowledgement
 from worker.store import Store

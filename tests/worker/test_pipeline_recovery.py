@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from schemas.commands import COMMAND_ADAPTER, VerifySignature, command_key
 from schemas.replies import Reply
 from tests.support.worker import command_client, running_worker, worker_settings
 from worker.app import Worker
+from worker.attempts.reads import BatchReads
 from worker.attempts.sqlite import SqliteAttemptStore
 from worker.decisions.attempts import AttemptDecisions, AttemptState
 
@@ -47,15 +48,12 @@ class FailsOnce:
         self.calls = 0
 
     async def __call__(
-        self,
-        challenge_ids: Collection[str],
-        command_ids: Collection[str],
-        decide: Callable[[AttemptState], Awaitable[AttemptDecisions]],
+        self, reads: BatchReads, decide: Callable[[AttemptState], Awaitable[AttemptDecisions]]
     ) -> AttemptDecisions:
         self.calls += 1
         if self.calls == self._nth:
             raise sqlite3.OperationalError("disk I/O error")
-        return await self._transaction(challenge_ids, command_ids, decide)
+        return await self._transaction(reads, decide)
 
 
 async def test_a_failed_transaction_mid_stream_loses_doubles_and_reorders_nothing(

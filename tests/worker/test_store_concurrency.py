@@ -32,6 +32,7 @@ from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus, KeyPurpo
 from storage.engine import create_engine
 from storage.migrations import prepare_database, upgrade
 from tests.support.worker import DeviceKey
+from worker.attempts.reads import BatchReads
 from worker.attempts.store import attempt_store
 from worker.decisions.attempts import (
     AttemptDecisions,
@@ -39,6 +40,7 @@ from worker.decisions.attempts import (
     AttemptState,
     decide_attempts,
 )
+from worker.decisions.registrations import binding_key
 from worker.keys import PublicKeys
 from worker.migrations import WORKER_MIGRATIONS
 from worker.otp_delivery import otp_digest
@@ -67,11 +69,7 @@ class Racer:
             return decide_attempts(state, commands, now=datetime.now(UTC), signature_verifies=check)
 
         try:
-            decisions = await store.submit(
-                {str(c.challenge_id) for c in commands},
-                {str(c.command_id) for c in commands},
-                decide,
-            )
+            decisions = await store.submit(BatchReads.of(commands), decide)
         finally:
             await store.close()
         self._answers.extend(decisions.outcomes)
@@ -147,7 +145,9 @@ async def registered(store: Store, person_id: str = "person-1") -> tuple[Binding
         created_at=now,
         expires_at=now + timedelta(seconds=300),
     )
-    assert await store.register(device, challenge, max_bound=MAX_BOUND_DEVICES_PER_PERSON)
+    assert await store.register(
+        device, challenge, binding_key(device), max_bound=MAX_BOUND_DEVICES_PER_PERSON
+    )
     binding = await store.find_binding(challenge.id)
     assert binding is not None
     return binding, key

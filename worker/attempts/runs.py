@@ -13,8 +13,10 @@ import contextlib
 from collections.abc import Sequence
 from typing import Protocol
 
-from schemas.commands import VerifySignature
+from schemas.commands import AttemptCommand
 from schemas.replies import Reply
+from worker.answers import Clock
+from worker.attempts.reads import BatchReads
 from worker.attempts.store import AttemptStore
 from worker.attempts.verification import (
     POOL_FROM,
@@ -23,13 +25,12 @@ from worker.attempts.verification import (
     candidates,
     pending_keys,
 )
-from worker.binding import Clock
 from worker.decisions.attempts import AttemptDecisions, AttemptState, decide_attempts
 from worker.metrics import VERIFICATION_OUTCOMES
 from worker.outbox import Acknowledgement
 
 # An attempt and the reply partition its sender named (None: the reply goes by its key).
-Attempt = tuple[VerifySignature, int | None]
+Attempt = tuple[AttemptCommand, int | None]
 
 
 class Announcer(Protocol):
@@ -60,10 +61,11 @@ class AttemptRuns:
         already queued; the future is done once its decisions are stored (or raises, with
         nothing stored)."""
         commands = [command for command, _ in run]
+        reads = BatchReads.of(commands)
         now = self._clock()
         # A small run is verified under the lock, on the loop: no early read, no hand-over.
         early = (
-            asyncio.ensure_future(self._verify_early(commands))
+            asyncio.ensure_future(self._verify_early(reads, commands))
             if len(commands) >= POOL_FROM
             else None
         )
@@ -86,15 +88,13 @@ class AttemptRuns:
             check = self._verifier.check(verdicts)
             return decide_attempts(state, commands, now=now, signature_verifies=check)
 
-        self._last = self._store.submit(
-            {str(command.challenge_id) for command in commands},
-            {str(command.command_id) for command in commands},
-            decide,
-        )
+        self._last = self._store.submit(reads, decide)
         return self._last
 
-    async def _verify_early(self, commands: Sequence[VerifySignature]) -> Verdicts:
-        keys = await self._store.pending_keys({str(command.challenge_id) for command in commands})
+    async def _verify_early(
+        self, reads: BatchReads, commands: Sequence[AttemptCommand]
+    ) -> Verdicts:
+        keys = await self._store.pending_keys(reads)
         return await self._verifier.verify(candidates(keys, commands))
 
     async def announce(

@@ -10,79 +10,43 @@ one call that writes the WAL and syncs it to disk with the GIL released, so the 
 announcing the previous batch meanwhile. Early snapshot reads (:meth:`pending_keys`) have a
 connection of their own: WAL lets them read while the writer commits.
 
-Lists are passed as one JSON array (``json_each``) so that each statement has one text
-whatever the batch's size, prepared once and kept in the connection's statement cache.
-Every lookup is an index seek on its whole predicate (``EXPLAIN QUERY PLAN`` in the tests):
-the cost of a batch does not grow with the number of devices stored.
+The statements are :mod:`worker.attempts.sqlite_statements`: each an index seek on its whole
+predicate, so the cost of a batch does not grow with the number of devices stored.
 """
 
 import asyncio
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from schemas.challenges import ChallengeStatus
-from schemas.devices import DeviceStatus
+from schemas.devices import DeviceStatus, KeyPurpose
 from schemas.reasons import Reason
 from storage.engine import SQLITE_BUSY_TIMEOUT_SECONDS, enable_wal, open_sqlite
+from worker.attempts import sqlite_statements as sql
+from worker.attempts.reads import BatchReads
 from worker.attempts.transactions import Decide, TransactionQueue
 from worker.attempts.verification import PendingKey
 from worker.decisions.attempts import AttemptDecisions, AttemptState
-from worker.state import ChallengeState, DeviceState, StoredAttempt, StoredRefusal
+from worker.state import (
+    ChallengeKind,
+    ChallengeState,
+    DeviceState,
+    StoredAttempt,
+    StoredRefusal,
+)
 
 # Batches of at least this many commit beside the loop; smaller ones commit on it.
 COMMIT_BESIDE_FROM = 16
 
-READ_CHALLENGES = """
-SELECT c.id, c.status, c.failed_attempts, c.expires_at, c.otp_digest,
-       d.id, d.key_id, d.client_id, d.person_id, d.public_key, d.status
-FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
-WHERE c.id IN (SELECT value FROM json_each(?))
-"""
-READ_PENDING_KEYS = """
-SELECT c.id, d.key_id, d.public_key, c.otp_digest
-FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
-WHERE c.id IN (SELECT value FROM json_each(?)) AND c.status = 'pending'
-  AND c.otp_digest IS NOT NULL
-"""
-READ_ATTEMPTS = """
-SELECT challenge_id, signature, outcome, number, event_json FROM attempts
-WHERE challenge_id IN (SELECT value FROM json_each(?))
-"""
-READ_REFUSALS = """
-SELECT command_id, reason, challenge_id, event_json FROM refusals
-WHERE command_id IN (SELECT value FROM json_each(?))
-"""
-# One count per (client, person): a seek on ix_devices_owner (client_id, person_id, status).
-READ_BOUND = """
-SELECT json_extract(owner.value, '$[0]'), json_extract(owner.value, '$[1]'),
-       (SELECT count(*) FROM devices AS d
-        WHERE d.client_id = json_extract(owner.value, '$[0]')
-          AND d.person_id = json_extract(owner.value, '$[1]')
-          AND d.status = 'bound')
-FROM json_each(?) AS owner
-"""
-WRITE_CHALLENGE = """
-UPDATE challenges SET status = ?, failed_attempts = ?, otp_digest = ?,
-                      decided_at = coalesce(?, decided_at)
-WHERE id = ?
-"""
-WRITE_BOUND = "UPDATE devices SET status = 'bound', bound_at = ? WHERE id = ?"
-WRITE_ATTEMPT = """
-INSERT INTO attempts (challenge_id, signature, outcome, number, event_json, decided_at)
-VALUES (?, ?, ?, ?, ?, ?)
-"""
-WRITE_REFUSAL = """
-INSERT INTO refusals (command_id, challenge_id, reason, event_json, decided_at)
-VALUES (?, ?, ?, ?, ?)
-"""
-
 
 _CHALLENGE_STATUS = {status.value: status for status in ChallengeStatus}
 _DEVICE_STATUS = {status.value: status for status in DeviceStatus}
+_KEY_PURPOSE = {purpose.value: purpose for purpose in KeyPurpose}
 
 
 def to_sqlite_time(moment: datetime) -> str:
@@ -119,18 +83,18 @@ class SqliteAttemptStore:
         # COMMIT runs here, the writer handed over for that one call (never two at once).
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
 
-    def submit(
-        self, challenge_ids: Collection[str], command_ids: Collection[str], decide: Decide
-    ) -> asyncio.Future[AttemptDecisions]:
-        return self._queue.submit(lambda: self._transaction(challenge_ids, command_ids, decide))
+    def submit(self, reads: BatchReads, decide: Decide) -> asyncio.Future[AttemptDecisions]:
+        return self._queue.submit(lambda: self._transaction(reads, decide))
 
     def resume(self) -> None:
         self._queue.resume()
 
-    async def pending_keys(self, challenge_ids: Collection[str]) -> dict[str, PendingKey]:
+    async def pending_keys(self, reads: BatchReads) -> dict[str, PendingKey]:
         if self._reader is None:
             self._reader = open_sqlite(self._path)
-        rows = self._reader.execute(READ_PENDING_KEYS, (json.dumps(list(challenge_ids)),))
+        rows = self._reader.execute(
+            sql.READ_PENDING_KEYS, (json.dumps(reads.binding), json.dumps(reads.device))
+        )
         return {row[0]: PendingKey(row[1], row[2], row[3]) for row in rows}
 
     async def close(self) -> None:
@@ -166,13 +130,11 @@ class SqliteAttemptStore:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    async def _transaction(
-        self, challenge_ids: Collection[str], command_ids: Collection[str], decide: Decide
-    ) -> AttemptDecisions:
+    async def _transaction(self, reads: BatchReads, decide: Decide) -> AttemptDecisions:
         connection = self._connect()
         await self._begin(connection)
         try:
-            decisions = await decide(read_state(connection, challenge_ids, command_ids))
+            decisions = await decide(read_state(connection, reads))
             write_decisions(connection, decisions)
             if len(decisions.outcomes) < COMMIT_BESIDE_FROM:
                 connection.execute("COMMIT")  # a few pages: quicker than a thread hand-over
@@ -186,34 +148,20 @@ class SqliteAttemptStore:
         return decisions
 
 
-def read_state(
-    connection: sqlite3.Connection, challenge_ids: Collection[str], command_ids: Collection[str]
-) -> AttemptState:
-    ids = json.dumps(list(challenge_ids))
+def read_state(connection: sqlite3.Connection, reads: BatchReads) -> AttemptState:
     challenges: dict[str, ChallengeState] = {}
-    for row in connection.execute(READ_CHALLENGES, (ids,)):
-        device = DeviceState(
-            id=row[5],
-            key_id=row[6],
-            client_id=row[7],
-            person_id=row[8],
-            public_key=row[9],
-            status=_DEVICE_STATUS[row[10]],
-        )
-        challenges[row[0]] = ChallengeState(
-            id=row[0],
-            device=device,
-            status=_CHALLENGE_STATUS[row[1]],
-            failed_attempts=row[2],
-            expires_at=from_sqlite_time(row[3]),
-            otp_digest=row[4],
-        )
+    for kind, statement, ids in (
+        (ChallengeKind.BINDING, sql.READ_CHALLENGES, reads.binding),
+        (ChallengeKind.DEVICE, sql.READ_DEVICE_CHALLENGES, reads.device),
+    ):
+        if ids:
+            challenges.update(_challenges(kind, connection.execute(statement, (json.dumps(ids),))))
     attempts = {
         (challenge_id, signature): StoredAttempt(
             verified=outcome == "verified", number=number, event_json=event_json
         )
         for challenge_id, signature, outcome, number, event_json in connection.execute(
-            READ_ATTEMPTS, (ids,)
+            sql.READ_ATTEMPTS, (json.dumps(reads.binding), json.dumps(reads.device))
         )
     }
     refusals = {
@@ -221,58 +169,80 @@ def read_state(
             reason=Reason(reason), challenge_id=challenge_id, event_json=event_json
         )
         for command_id, reason, challenge_id, event_json in connection.execute(
-            READ_REFUSALS, (json.dumps(list(command_ids)),)
+            sql.READ_REFUSALS, (json.dumps(reads.commands),)
         )
     }
-    owners = sorted({challenge.device.owner for challenge in challenges.values()})
+    # Only binding counts towards the limit of bound devices.
+    owners = sorted(
+        {c.device.owner for c in challenges.values() if c.kind is ChallengeKind.BINDING}
+    )
     bound = {
         (client_id, person_id): count
-        for client_id, person_id, count in connection.execute(READ_BOUND, (json.dumps(owners),))
+        for client_id, person_id, count in connection.execute(sql.READ_BOUND, (json.dumps(owners),))
     }
     return AttemptState(
         challenges=challenges, attempts=attempts, refusals=refusals, bound_devices=bound
     )
 
 
+def _challenges(kind: ChallengeKind, rows: Iterable[tuple[Any, ...]]) -> dict[str, ChallengeState]:
+    challenges: dict[str, ChallengeState] = {}
+    for row in rows:
+        device = DeviceState(
+            id=row[5],
+            key_id=row[6],
+            client_id=row[7],
+            person_id=row[8],
+            public_key=row[9],
+            status=_DEVICE_STATUS[row[10]],
+            key_purpose=_KEY_PURPOSE[row[11]],
+        )
+        challenges[row[0]] = ChallengeState(
+            id=row[0],
+            device=device,
+            status=_CHALLENGE_STATUS[row[1]],
+            failed_attempts=row[2],
+            expires_at=from_sqlite_time(row[3]),
+            digest=row[4],
+            kind=kind,
+        )
+    return challenges
+
+
 def write_decisions(connection: sqlite3.Connection, decisions: AttemptDecisions) -> None:
     stored = _Times()
-    if decisions.challenges:
-        connection.executemany(
-            WRITE_CHALLENGE,
-            [
-                (
-                    change.status.value,
-                    change.failed_attempts,
-                    change.otp_digest,
-                    stored(change.decided_at) if change.decided_at else None,
-                    change.id,
-                )
-                for change in decisions.challenges.values()
-            ],
+    changes = {kind: [] for kind in ChallengeKind}  # type: dict[ChallengeKind, list[Any]]
+    for change in decisions.challenges.values():
+        changes[change.kind].append(
+            (
+                change.status.value,
+                change.failed_attempts,
+                change.digest,
+                stored(change.decided_at) if change.decided_at else None,
+                change.id,
+            )
         )
-    if decisions.bound:
-        connection.executemany(
-            WRITE_BOUND,
-            [(stored(bound.bound_at), bound.device_id) for bound in decisions.bound],
+    attempts = {kind: [] for kind in ChallengeKind}  # type: dict[ChallengeKind, list[Any]]
+    for attempt in decisions.attempts:
+        attempts[attempt.kind].append(
+            (
+                attempt.challenge_id,
+                attempt.signature,
+                attempt.outcome,
+                attempt.number,
+                attempt.event_json,
+                stored(attempt.decided_at),
+            )
         )
-    if decisions.attempts:
-        connection.executemany(
-            WRITE_ATTEMPT,
-            [
-                (
-                    attempt.challenge_id,
-                    attempt.signature,
-                    attempt.outcome,
-                    attempt.number,
-                    attempt.event_json,
-                    stored(attempt.decided_at),
-                )
-                for attempt in decisions.attempts
-            ],
-        )
-    if decisions.refusals:
-        connection.executemany(
-            WRITE_REFUSAL,
+    writes = [
+        (sql.WRITE_CHALLENGE, changes[ChallengeKind.BINDING]),
+        (sql.WRITE_DEVICE_CHALLENGE, changes[ChallengeKind.DEVICE]),
+        (sql.WRITE_BOUND, [(stored(b.bound_at), b.device_id) for b in decisions.bound]),
+        (sql.WRITE_KEY_USED, [(stored(k.used_at), k.key_id) for k in decisions.keys_used]),
+        (sql.WRITE_ATTEMPT, attempts[ChallengeKind.BINDING]),
+        (sql.WRITE_DEVICE_ATTEMPT, attempts[ChallengeKind.DEVICE]),
+        (
+            sql.WRITE_REFUSAL,
             [
                 (
                     refusal.command_id,
@@ -283,4 +253,8 @@ def write_decisions(connection: sqlite3.Connection, decisions: AttemptDecisions)
                 )
                 for refusal in decisions.refusals
             ],
-        )
+        ),
+    ]
+    for statement, rows in writes:
+        if rows:
+            connection.executemany(statement, rows)

@@ -4,8 +4,9 @@
 :mod:`worker.attempts.postgres` keep it, each with the plain driver of its database and a
 fixed handful of set-based statements per batch, whatever its size:
 
-1. lock, then read the batch's challenges with their devices, the attempts and refusals
-   already stored for them, and the bound devices of their people;
+1. lock, then read the batch's challenges (binding and device challenges) with their
+   devices and signing keys, the attempts and refusals already stored for them, and the
+   bound devices of their people;
 2. hand that state to the decision (:func:`worker.decisions.attempts.decide_attempts`),
    which runs off the event loop: it verifies signatures;
 3. write what it decided, and commit.
@@ -25,33 +26,30 @@ on (challenge, signature) still makes counting an attempt twice impossible.
 """
 
 import asyncio
-from collections.abc import Collection
 from typing import Protocol
 
 from storage.engine import sqlite_path
+from worker.attempts.reads import BatchReads
 from worker.attempts.transactions import Decide
 from worker.attempts.verification import PendingKey
 from worker.decisions.attempts import AttemptDecisions
 
 
 class AttemptStore(Protocol):
-    def submit(
-        self, challenge_ids: Collection[str], command_ids: Collection[str], decide: Decide
-    ) -> asyncio.Future[AttemptDecisions]:
-        """Queue one transaction: read the state of ``challenge_ids`` and ``command_ids``
-        under the batch's locks, run ``decide`` on it, store its decisions. It starts once
-        every transaction queued before it has ended. The future raises what the database
-        raised, with nothing stored, or
-        :class:`~worker.attempts.transactions.Halted`."""
+    def submit(self, reads: BatchReads, decide: Decide) -> asyncio.Future[AttemptDecisions]:
+        """Queue one transaction: read the state of ``reads`` under the batch's locks, run
+        ``decide`` on it, store its decisions. It starts once every transaction queued
+        before it has ended. The future raises what the database raised, with nothing
+        stored, or :class:`~worker.attempts.transactions.Halted`."""
         ...
 
     def resume(self) -> None:
         """Run queued transactions again after a failure (the consumer reads them again)."""
         ...
 
-    async def pending_keys(self, challenge_ids: Collection[str]) -> dict[str, PendingKey]:
-        """The key and OTP digest of each of ``challenge_ids`` that is pending, as committed
-        now (no lock): what verifying its signatures early needs."""
+    async def pending_keys(self, reads: BatchReads) -> dict[str, PendingKey]:
+        """The signing key and digest of each challenge of ``reads`` that is pending, as
+        committed now (no lock): what verifying its signatures early needs."""
         ...
 
     async def close(self) -> None: ...

@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from schemas.challenges import ChallengeStatus
-from schemas.commands import VerifySignature
+from schemas.commands import AttemptCommand
 from schemas.devices import DeviceStatus
 from worker.decisions.attempts import AttemptState, SignatureCheck
 from worker.keys import PublicKeys
@@ -64,27 +64,27 @@ def _device(key_id: str, public_key: str) -> DeviceState:
 
 @dataclass(frozen=True, slots=True)
 class PendingKey:
-    """What verifying a signature for a pending challenge needs: its device's key and the
-    digest of its OTP."""
+    """What verifying a signature for a pending challenge needs: the key that signs it and
+    the digest of what it signs (its OTP, or its string_to_sign)."""
 
     key_id: str
     public_key: str
-    otp_digest: bytes
+    digest: bytes
 
 
 def pending_keys(state: AttemptState) -> dict[str, PendingKey]:
-    """The pending challenges of ``state`` that hold an OTP digest, by challenge id."""
+    """The pending challenges of ``state`` that hold a digest, by challenge id."""
     return {
         challenge_id: PendingKey(
-            challenge.device.key_id, challenge.device.public_key, challenge.otp_digest
+            challenge.device.key_id, challenge.device.public_key, challenge.digest
         )
         for challenge_id, challenge in state.challenges.items()
-        if challenge.status is ChallengeStatus.PENDING and challenge.otp_digest is not None
+        if challenge.status is ChallengeStatus.PENDING and challenge.digest is not None
     }
 
 
 def candidates(
-    keys: Mapping[str, PendingKey], commands: Sequence[VerifySignature]
+    keys: Mapping[str, PendingKey], commands: Sequence[AttemptCommand]
 ) -> list[Candidate]:
     """The signatures the decision may check: those of commands whose challenge is pending
     with its OTP's digest (a superset of what the rules end up verifying: a challenge
@@ -94,8 +94,8 @@ def candidates(
         key = keys.get(str(command.challenge_id))
         if key is not None:
             wanted.setdefault(
-                (key.key_id, key.otp_digest, command.signature),
-                (key.key_id, key.public_key, key.otp_digest, command.signature),
+                (key.key_id, key.digest, command.signature),
+                (key.key_id, key.public_key, key.digest, command.signature),
             )
     return list(wanted.values())
 

@@ -1,19 +1,24 @@
-"""Signature attempts on binding challenges (``PUT /v1/mfa/challenges/signatures/{id}``).
+"""Signature attempts: on binding challenges (``PUT /v1/mfa/challenges/signatures/{id}``)
+and on device challenges (``PUT /v1/mfa/challenges/devices/{id}``, SPEC §8), by one set of
+rules.
 
 :func:`decide_attempts` decides a batch of attempts in order, each seeing what the earlier
 ones changed (commands for one challenge arrive in order on one partition), from the state
 the store read for the whole batch. For one attempt, the first rule that applies decides:
 
-1. the challenge is unknown, or its device is another client's or unbound: ``not_found``;
+1. the challenge is unknown (or of the other kind), or its device is another client's or
+   unbound: ``not_found``;
 2. the command was refused before (a redelivery): that refusal and its event, unchanged;
 3. the same signature was given before: its stored outcome and event, nothing counted;
 4. the challenge left pending (verified, locked, or expired, which is stored now if due):
    refused with that reason, nothing counted;
 5. the signature does not verify: ``invalid_signature``, a counted failure; the fifth
    locks the challenge;
-6. the person already has the maximum of bound devices: ``device_limit_reached``, and the
-   challenge stays pending so that it can bind once another device is unbound;
-7. otherwise verified: the challenge is verified and the device bound.
+6. binding only: the person already has the maximum of bound devices:
+   ``device_limit_reached``, and the challenge stays pending so that it can bind once
+   another device is unbound;
+7. otherwise verified: the challenge is verified, and the device bound (binding) or the
+   signing key's ``used_at`` set (device).
 
 Refusals that count nothing (1, 4, 6) are stored too, so that a redelivered command answers
 the very event it had (rule 2) even if the challenge changed since.
@@ -24,15 +29,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
-from schemas.commands import VerifySignature
+from schemas.commands import AttemptCommand, VerifyDeviceSignature
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus
 from schemas.reasons import Reason
 from worker import events
 from worker.state import (
     ChallengeChange,
+    ChallengeKind,
     ChallengeState,
     DeviceBound,
     DeviceState,
+    KeyUsed,
     NewAttempt,
     NewRefusal,
     StoredAttempt,
@@ -77,6 +84,7 @@ class AttemptDecisions:
     outcomes: list[AttemptOutcome] = field(default_factory=list)
     challenges: dict[str, ChallengeChange] = field(default_factory=dict)  # by challenge id
     bound: list[DeviceBound] = field(default_factory=list)
+    keys_used: list[KeyUsed] = field(default_factory=list)
     attempts: list[NewAttempt] = field(default_factory=list)
     refusals: list[NewRefusal] = field(default_factory=list)
 
@@ -101,7 +109,7 @@ def owns(client_id: str, device: DeviceState) -> bool:
 
 def decide_attempts(
     state: AttemptState,
-    commands: Sequence[VerifySignature],
+    commands: Sequence[AttemptCommand],
     *,
     now: datetime,
     signature_verifies: SignatureCheck,
@@ -123,15 +131,17 @@ class _Batch:
         self.verifies = verifies
         self.decisions = AttemptDecisions()
 
-    def decide(self, commands: Sequence[VerifySignature]) -> AttemptDecisions:
+    def decide(self, commands: Sequence[AttemptCommand]) -> AttemptDecisions:
         for command in commands:
-            ids = _Ids(str(command.challenge_id), str(command.command_id))
+            ids = _Ids(str(command.challenge_id), str(command.command_id), kind_of(command))
             self.decisions.outcomes.append(self._decide(command, ids))
         return self.decisions
 
-    def _decide(self, command: VerifySignature, ids: "_Ids") -> AttemptOutcome:
+    def _decide(self, command: AttemptCommand, ids: "_Ids") -> AttemptOutcome:
         challenge_id = ids.challenge
         challenge = self.challenges.get(challenge_id)
+        if challenge is not None and challenge.kind is not ids.kind:
+            challenge = None  # a binding challenge's id on the device route, or the reverse
         if challenge is None or not owns(command.client_id, challenge.device):
             return self._refuse(command, ids, None, Reason.NOT_FOUND)
         refusal = self.refusals.get(ids.command)
@@ -151,13 +161,13 @@ class _Batch:
             challenge = self._change(challenge, status=ChallengeStatus.EXPIRED, closed=True)
         if status is not ChallengeStatus.PENDING:
             return self._refuse(command, ids, challenge, _TERMINAL_REASON[status])
-        if challenge.otp_digest is None:
+        if challenge.digest is None:
             # A pending challenge always keeps its digest; a row without one was written by
             # something other than this service: answer as for a spent challenge.
             return self._refuse(command, ids, challenge, Reason.CHALLENGE_LOCKED)
 
         number = challenge.failed_attempts + 1
-        if not self.verifies(challenge.device, challenge.otp_digest, command.signature):
+        if not self.verifies(challenge.device, challenge.digest, command.signature):
             remaining = MAX_FAILED_ATTEMPTS - number
             locked = number >= MAX_FAILED_ATTEMPTS
             self._change(
@@ -180,7 +190,8 @@ class _Batch:
             )
 
         device = challenge.device
-        if self.bound_devices.get(device.owner, 0) >= MAX_BOUND_DEVICES_PER_PERSON:
+        binds = challenge.kind is ChallengeKind.BINDING
+        if binds and self.bound_devices.get(device.owner, 0) >= MAX_BOUND_DEVICES_PER_PERSON:
             return self._refuse(command, ids, challenge, Reason.DEVICE_LIMIT_REACHED)
         event_json = events.signature_attempt(
             command,
@@ -192,8 +203,11 @@ class _Batch:
         )
         self._count(command, ids, verified=True, number=number, event_json=event_json)
         self._change(challenge, status=ChallengeStatus.VERIFIED, closed=True)
-        self.bound_devices[device.owner] = self.bound_devices.get(device.owner, 0) + 1
-        self.decisions.bound.append(DeviceBound(device_id=device.id, bound_at=self.now))
+        if binds:
+            self.bound_devices[device.owner] = self.bound_devices.get(device.owner, 0) + 1
+            self.decisions.bound.append(DeviceBound(device_id=device.id, bound_at=self.now))
+        else:
+            self.decisions.keys_used.append(KeyUsed(key_id=device.key_id, used_at=self.now))
         return AttemptOutcome(True, None, None, challenge_id, event_json)
 
     def _change(
@@ -214,21 +228,23 @@ class _Batch:
                 challenge.failed_attempts if failed_attempts is None else failed_attempts
             ),
             expires_at=challenge.expires_at,
-            otp_digest=None if closed else challenge.otp_digest,
+            digest=None if closed else challenge.digest,
+            kind=challenge.kind,
         )
         self.challenges[challenge.id] = changed
         self.decisions.challenges[challenge.id] = ChallengeChange(
             id=challenge.id,
             status=changed.status,
             failed_attempts=changed.failed_attempts,
-            otp_digest=changed.otp_digest,
+            digest=changed.digest,
             decided_at=self.now if closed else None,
+            kind=challenge.kind,
         )
         return changed
 
     def _count(
         self,
-        command: VerifySignature,
+        command: AttemptCommand,
         ids: "_Ids",
         *,
         verified: bool,
@@ -247,12 +263,13 @@ class _Batch:
                 number=number,
                 event_json=event_json,
                 decided_at=self.now,
+                kind=ids.kind,
             )
         )
 
     def _refuse(
         self,
-        command: VerifySignature,
+        command: AttemptCommand,
         ids: "_Ids",
         challenge: ChallengeState | None,
         reason: Reason,
@@ -290,10 +307,19 @@ class _Batch:
 
 @dataclass(frozen=True, slots=True)
 class _Ids:
-    """A command's ids as the store keys them (text), made once per command."""
+    """A command's ids as the store keys them (text), made once per command, and the kind
+    of challenge it is meant for."""
 
     challenge: str
     command: str
+    kind: ChallengeKind
+
+
+def kind_of(command: AttemptCommand) -> ChallengeKind:
+    """The kind of challenge a command's route is for."""
+    if isinstance(command, VerifyDeviceSignature):
+        return ChallengeKind.DEVICE
+    return ChallengeKind.BINDING
 
 
 def _refused(refusal: StoredRefusal) -> AttemptOutcome:

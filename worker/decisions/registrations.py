@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from schemas.challenges import ChallengeStatus
 from schemas.commands import RegisterDevice
 from schemas.devices import DeviceStatus
-from worker.tables import ChallengeRow, DeviceRow
+from worker.tables import ChallengeRow, DeviceKeyRow, DeviceRow
 
 
 def registration_rows(
@@ -50,6 +50,19 @@ def registration_rows(
         expires_at=now + ttl,
     )
     return device, challenge
+
+
+def binding_key(device: DeviceRow) -> DeviceKeyRow:
+    """The device's first key, the one its binding challenge is signed with (SPEC §8)."""
+    return DeviceKeyRow(
+        id=device.key_id,
+        device_id=device.id,
+        key_purpose=device.key_purpose,
+        public_key=device.public_key,
+        created_at=device.created_at,
+        created_by_command=device.created_by_command,
+        created_by_request=device.created_by_request,
+    )
 
 
 def registers_as(device: DeviceRow, command: RegisterDevice) -> bool:

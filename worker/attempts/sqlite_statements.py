@@ -1,0 +1,77 @@
+"""The statements of the SQLite attempt store (:mod:`worker.attempts.sqlite`).
+
+Lists are passed as one JSON array (``json_each``) so that each statement has one text
+whatever the batch's size, prepared once and kept in the connection's statement cache.
+Every lookup is an index seek on its whole predicate (``EXPLAIN QUERY PLAN`` in the tests).
+"""
+
+# Both kinds of challenge read as rows of one shape: the challenge, its device, the key that
+# signs it. A binding challenge is signed by the device's binding key.
+READ_CHALLENGES = """
+SELECT c.id, c.status, c.failed_attempts, c.expires_at, c.otp_digest,
+       d.id, d.key_id, d.client_id, d.person_id, d.public_key, d.status, d.key_purpose
+FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
+WHERE c.id IN (SELECT value FROM json_each(?))
+"""
+READ_DEVICE_CHALLENGES = """
+SELECT c.id, c.status, c.failed_attempts, c.expires_at, c.message_digest,
+       d.id, k.id, d.client_id, d.person_id, k.public_key, d.status, k.key_purpose
+FROM device_challenges AS c JOIN devices AS d ON d.id = c.device_id
+     JOIN device_keys AS k ON k.id = c.key_id
+WHERE c.id IN (SELECT value FROM json_each(?))
+"""
+READ_PENDING_KEYS = """
+SELECT c.id, d.key_id, d.public_key, c.otp_digest
+FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
+WHERE c.id IN (SELECT value FROM json_each(?1)) AND c.status = 'pending'
+  AND c.otp_digest IS NOT NULL
+UNION ALL
+SELECT c.id, k.id, k.public_key, c.message_digest
+FROM device_challenges AS c JOIN device_keys AS k ON k.id = c.key_id
+WHERE c.id IN (SELECT value FROM json_each(?2)) AND c.status = 'pending'
+  AND c.message_digest IS NOT NULL
+"""
+READ_ATTEMPTS = """
+SELECT challenge_id, signature, outcome, number, event_json FROM attempts
+WHERE challenge_id IN (SELECT value FROM json_each(?1))
+UNION ALL
+SELECT challenge_id, signature, outcome, number, event_json FROM device_attempts
+WHERE challenge_id IN (SELECT value FROM json_each(?2))
+"""
+READ_REFUSALS = """
+SELECT command_id, reason, challenge_id, event_json FROM refusals
+WHERE command_id IN (SELECT value FROM json_each(?))
+"""
+# One count per (client, person): a seek on ix_devices_owner (client_id, person_id, status).
+READ_BOUND = """
+SELECT json_extract(owner.value, '$[0]'), json_extract(owner.value, '$[1]'),
+       (SELECT count(*) FROM devices AS d
+        WHERE d.client_id = json_extract(owner.value, '$[0]')
+          AND d.person_id = json_extract(owner.value, '$[1]')
+          AND d.status = 'bound')
+FROM json_each(?) AS owner
+"""
+WRITE_CHALLENGE = """
+UPDATE challenges SET status = ?, failed_attempts = ?, otp_digest = ?,
+                      decided_at = coalesce(?, decided_at)
+WHERE id = ?
+"""
+WRITE_DEVICE_CHALLENGE = """
+UPDATE device_challenges SET status = ?, failed_attempts = ?, message_digest = ?,
+                             decided_at = coalesce(?, decided_at)
+WHERE id = ?
+"""
+WRITE_BOUND = "UPDATE devices SET status = 'bound', bound_at = ? WHERE id = ?"
+WRITE_KEY_USED = "UPDATE device_keys SET used_at = ? WHERE id = ?"
+WRITE_ATTEMPT = """
+INSERT INTO attempts (challenge_id, signature, outcome, number, event_json, decided_at)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+WRITE_DEVICE_ATTEMPT = """
+INSERT INTO device_attempts (challenge_id, signature, outcome, number, event_json, decided_at)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+WRITE_REFUSAL = """
+INSERT INTO refusals (command_id, challenge_id, reason, event_json, decided_at)
+VALUES (?, ?, ?, ?, ?)
+"""
