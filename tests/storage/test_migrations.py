@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,54 @@ async def test_the_process_refuses_to_start_until_migrated_by_the_command(
         "revision after: none",
     ]
     assert await table_names(engine) == {history.version_table}
+
+
+async def test_device_signing_gives_every_device_not_unbound_its_binding_key(
+    engine: AsyncEngine,
+) -> None:
+    await upgrade(engine, WORKER_MIGRATIONS, "0002")
+    devices = table(
+        "devices",
+        *(
+            column(name)
+            for name in (
+                "id",
+                "key_id",
+                "client_id",
+                "person_id",
+                "key_purpose",
+                "public_key",
+                "status",
+                "created_at",
+                "created_by_command",
+                "created_by_request",
+            )
+        ),
+    )
+    async with engine.begin() as connection:
+        for number, status in enumerate(("pending", "bound", "unbound")):
+            await connection.execute(
+                insert(devices).values(
+                    id=f"d-{status}",
+                    key_id=f"k-{status}",
+                    client_id="bank-1",
+                    person_id="p-1",
+                    key_purpose="restricted" if number else "unrestricted",
+                    public_key="04" + "ab" * 64,
+                    status=status,
+                    created_at=datetime(2026, 12, 1, tzinfo=UTC),
+                    created_by_command=f"c-{status}",
+                    created_by_request="r-1",
+                )
+            )
+    await upgrade(engine, WORKER_MIGRATIONS)
+    async with engine.connect() as connection:
+        keys = (
+            await connection.execute(
+                text("SELECT id, device_id, key_purpose, used_at FROM device_keys ORDER BY id")
+            )
+        ).all()
+    assert [tuple(row) for row in keys] == [
+        ("k-bound", "d-bound", "restricted", None),
+        ("k-pending", "d-pending", "unrestricted", None),
+    ]
