@@ -1,7 +1,8 @@
 """The AsyncAPI 3.0 document of the product's Kafka topics, built from the wire models only.
 
 :func:`asyncapi_document` takes its messages as data (:mod:`contracts.messages`), so a test
-can feed it a changed model and see the document a consumer would get. Payload schemas come
+can feed it a changed model and see the document a consumer would get. Channels and
+operations are :mod:`contracts.channels` and :mod:`contracts.operations`. Payload schemas come
 from pydantic and live under ``components/schemas``.
 
 The objects of public messages (events, OTP deliveries, fraud signals) are published open:
@@ -11,24 +12,25 @@ Internal messages (commands, replies) stay as strict as their models, which refu
 fields: the API and the workers are one product, released together.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from contracts.channels import CHANNELS, Channel
 from contracts.messages import (
     ASYNCAPI_VERSION,
-    CHANNELS,
     DEFAULT_MESSAGES,
     JSON,
     KAFKA_BINDING_VERSION,
-    OPERATIONS,
     SCHEMA_REF_TEMPLATE,
-    Channel,
     MessageSpec,
-    Operation,
 )
+from contracts.operations import OPERATIONS, Operation
+
+# The name of the closed copy of a model that public messages publish open.
+INTERNAL_SUFFIX = "Internal"
 
 _DESCRIPTION = """\
 The Kafka contract of the device-binding service (SPEC section 5).
@@ -109,7 +111,12 @@ def _message(spec: MessageSpec, payload: dict[str, Any]) -> dict[str, Any]:
 def _payload_schemas(
     messages: Sequence[MessageSpec],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Each message's payload schema, and the ``components/schemas`` they refer to."""
+    """Each message's payload schema, and the ``components/schemas`` they refer to.
+
+    A model that public and internal messages both carry (a command's transaction is the
+    event's) cannot be published both open and closed under one name: the internal copy,
+    closed, is named ``<Model>Internal``, and the internal schemas refer to it by that name.
+    """
     public_refs, public = _definitions(
         spec.payload for spec in messages if spec.payload and spec.channel.public
     )
@@ -117,16 +124,46 @@ def _payload_schemas(
         spec.payload for spec in messages if spec.payload and not spec.channel.public
     )
     public = {name: _open(schema) for name, schema in public.items()}
-    for name in sorted(public.keys() & internal.keys()):
-        if public[name] != internal[name]:
-            raise ValueError(
-                f"{name} is in public and internal messages: it cannot be both open and "
-                "closed; give one of them its own model"
-            )
-    refs = public_refs | internal_refs
-    opaque = {"description": "Any bytes: not necessarily JSON."}
-    payloads = {spec.name: refs[spec.payload] if spec.payload else opaque for spec in messages}
+    names = {
+        name: name + INTERNAL_SUFFIX
+        for name in sorted(public.keys() & internal.keys())
+        if public[name] != internal[name]
+    }
+    if taken := sorted(set(names.values()) & (public.keys() | internal.keys())):
+        raise ValueError(f"cannot name the internal copies: {', '.join(taken)} taken")
+    renamed = {_ref(old): _ref(new) for old, new in names.items()}
+    internal = {
+        names.get(name, name): _renamed(schema, renamed) for name, schema in internal.items()
+    }
+
+    def payload(spec: MessageSpec) -> dict[str, Any]:
+        if spec.payload is None:
+            return {"description": "Any bytes: not necessarily JSON."}
+        if spec.channel.public:
+            return public_refs[spec.payload]
+        reference: dict[str, Any] = _renamed(internal_refs[spec.payload], renamed)
+        return reference
+
+    payloads = {spec.name: payload(spec) for spec in messages}
     return payloads, dict(sorted((public | internal).items()))
+
+
+def _ref(name: str) -> str:
+    return SCHEMA_REF_TEMPLATE.format(model=name)
+
+
+def _renamed(node: Any, references: Mapping[str, str]) -> Any:
+    """``node`` with each ``$ref`` that ``references`` names replaced by its new target."""
+    if isinstance(node, dict):
+        return {
+            key: references.get(value, value)
+            if key == "$ref" and isinstance(value, str)
+            else _renamed(value, references)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renamed(item, references) for item in node]
+    return node
 
 
 def _definitions(

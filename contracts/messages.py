@@ -1,26 +1,44 @@
-"""The catalogue the AsyncAPI document is made from: every channel (topic), every message on
-it with its payload model, key and headers, and who sends or receives what. Data, so that a
-test can hand :func:`contracts.asyncapi.asyncapi_document` a changed model and see the
-document a consumer would get."""
+"""The catalogue the AsyncAPI document is made from: every message on each channel
+(:mod:`contracts.channels`) with its payload model, key and headers. Data, so that a test can
+hand :func:`contracts.asyncapi.asyncapi_document` a changed model and see the document a
+consumer would get."""
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
+from contracts.channels import (
+    COMMANDS_CHANNEL,
+    COMMANDS_DLQ_CHANNEL,
+    EVENTS_CHANNEL,
+    OTP_DELIVERIES_CHANNEL,
+    REPLIES_CHANNEL,
+    SUSPICIOUS_ACTIVITY_CHANNEL,
+    Channel,
+)
 from schemas import topics
 from schemas.commands import (
+    AddDeviceKey,
     GetChallenge,
     GetDevice,
+    GetDeviceChallenge,
+    ListDeviceKeys,
     ListDevices,
+    OpenDeviceChallenge,
     RegisterDevice,
     UnbindDevice,
+    VerifyDeviceSignature,
     VerifySignature,
 )
 from schemas.events import (
     CLOUDEVENTS_CONTENT_TYPE,
     ChallengeCreatedEvent,
+    DeviceChallengeCreatedEvent,
+    DeviceSignatureRejectedEvent,
+    DeviceSignatureVerifiedEvent,
     DeviceUnboundEvent,
+    KeyAddedEvent,
     SignatureRejectedEvent,
     SignatureVerifiedEvent,
 )
@@ -33,69 +51,6 @@ KAFKA_BINDING_VERSION = "0.5.0"
 SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class Channel:
-    id: str
-    address: str
-    description: str
-    # Other teams read it: its objects are published open (see the module docstring).
-    public: bool
-
-
-COMMANDS_CHANNEL = Channel(
-    "commands",
-    topics.COMMANDS,
-    "Internal. Work for the workers, one command per accepted HTTP request.",
-    public=False,
-)
-EVENTS_CHANNEL = Channel(
-    "events",
-    topics.EVENTS,
-    "Public contract. Result events, CloudEvents 1.0 in structured JSON mode: one per "
-    "registration, per attempt that reached a worker and per unbinding. The CloudEvents id "
-    "stays the same when an event is published again: consumers deduplicate by it. No event "
-    "carries the OTP.",
-    public=True,
-)
-OTP_DELIVERIES_CHANNEL = Channel(
-    "otp_deliveries",
-    topics.OTP_DELIVERIES,
-    "Public contract, for the SMS gateway only. SENSITIVE: carries one-time passwords in "
-    "clear; short retention, and no reader but the SMS gateway.",
-    public=True,
-)
-COMMANDS_DLQ_CHANNEL = Channel(
-    "commands_dlq",
-    topics.COMMANDS_DLQ,
-    "Commands a worker could not parse, exactly as received, with why and where from in "
-    "headers. Never retried; for operators to inspect.",
-    public=True,
-)
-REPLIES_CHANNEL = Channel(
-    "replies",
-    topics.REPLIES,
-    "Internal, not for other teams: a worker's answer to the API replica that sent a "
-    "command. Every replica reads the whole topic and keeps the replies addressed to it.",
-    public=False,
-)
-SUSPICIOUS_ACTIVITY_CHANNEL = Channel(
-    "suspicious_activity",
-    topics.SUSPICIOUS_ACTIVITY,
-    "Public contract. Fraud signals, CloudEvents 1.0 in structured JSON mode, raised by the "
-    "fraud-signal consumer when one person's or one device's rejections within a sliding "
-    "window reach a threshold. No signal carries the OTP or a signature.",
-    public=True,
-)
-CHANNELS = (
-    COMMANDS_CHANNEL,
-    EVENTS_CHANNEL,
-    OTP_DELIVERIES_CHANNEL,
-    COMMANDS_DLQ_CHANNEL,
-    REPLIES_CHANNEL,
-    SUSPICIOUS_ACTIVITY_CHANNEL,
-)
 
 
 @dataclass(frozen=True)
@@ -145,26 +100,17 @@ class MessageSpec:
     headers: tuple[Header, ...] = ()
 
 
-@dataclass(frozen=True)
-class Operation:
-    """Who sends or receives what: one participant, one action, one channel."""
-
-    participant: str
-    action: Literal["send", "receive"]
-    channel: Channel
-    summary: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.participant}.{self.action}.{self.channel.id}"
-
-
 _BY_CHALLENGE = MessageKey("/challenge_id", "The challenge id.")
 _BY_DEVICE = MessageKey("/device_id", "The device id.")
 _EVENT_KEY = MessageKey(
     "/subject",
     "The challenge id, which is also the event's subject: the events of one challenge stay "
     "in order on one partition.",
+)
+_DEVICE_EVENT_KEY = MessageKey(
+    "/subject",
+    "The device id, which is also the event's subject: the keys of one device are added in "
+    "order on one partition.",
 )
 _CLOUDEVENTS_HEADER = Header(
     "content-type", "CloudEvents structured JSON mode.", const=CLOUDEVENTS_CONTENT_TYPE
@@ -225,6 +171,46 @@ COMMAND_MESSAGES = (
         MessageKey("/person_id", "The person id.", is_uuid=False),
         headers=(_REPLY_PARTITION,),
     ),
+    MessageSpec(
+        "open_device_challenge",
+        COMMANDS_CHANNEL,
+        "Open a challenge for a bound device to sign (POST /v1/mfa/challenges/devices).",
+        OpenDeviceChallenge,
+        _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "verify_device_signature",
+        COMMANDS_CHANNEL,
+        "Verify a device challenge's signature (PUT /v1/mfa/challenges/devices/{id}).",
+        VerifyDeviceSignature,
+        _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "get_device_challenge",
+        COMMANDS_CHANNEL,
+        "Read a device challenge (GET /v1/mfa/challenges/devices/{id}).",
+        GetDeviceChallenge,
+        _BY_CHALLENGE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "list_device_keys",
+        COMMANDS_CHANNEL,
+        "List a device's keys (GET /v1/mfa/devices/{id}/keys).",
+        ListDeviceKeys,
+        _BY_DEVICE,
+        headers=(_REPLY_PARTITION,),
+    ),
+    MessageSpec(
+        "add_device_key",
+        COMMANDS_CHANNEL,
+        "Add a key to a device, signed by one it holds (POST /v1/mfa/devices/{id}/keys).",
+        AddDeviceKey,
+        _BY_DEVICE,
+        headers=(_REPLY_PARTITION,),
+    ),
 )
 
 EVENT_MESSAGES = (
@@ -261,6 +247,43 @@ EVENT_MESSAGES = (
         "A device was unbound; the subject is the challenge that had bound it.",
         DeviceUnboundEvent,
         _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "device_challenge_created",
+        EVENTS_CHANNEL,
+        "A bound device was asked to sign (a login, or a payment: data.transaction); "
+        "data.string_to_sign is what it is to sign.",
+        DeviceChallengeCreatedEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "device_signature_verified",
+        EVENTS_CHANNEL,
+        "A device signing attempt's signature verified.",
+        DeviceSignatureVerifiedEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "device_signature_rejected",
+        EVENTS_CHANNEL,
+        "A device signing attempt was refused; data.reason says why.",
+        DeviceSignatureRejectedEvent,
+        _EVENT_KEY,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    ),
+    MessageSpec(
+        "key_added",
+        EVENTS_CHANNEL,
+        "A key was added to a bound device, vouched for by a key the device held.",
+        KeyAddedEvent,
+        _DEVICE_EVENT_KEY,
         CLOUDEVENTS_CONTENT_TYPE,
         (_CLOUDEVENTS_HEADER,),
     ),
@@ -315,22 +338,4 @@ DEFAULT_MESSAGES: tuple[MessageSpec, ...] = (
         CLOUDEVENTS_CONTENT_TYPE,
         (_CLOUDEVENTS_HEADER,),
     ),
-)
-
-OPERATIONS = (
-    Operation("api", "send", COMMANDS_CHANNEL, "The HTTP front publishes each command."),
-    Operation(
-        "api", "receive", REPLIES_CHANNEL, "Each API replica reads the replies addressed to it."
-    ),
-    Operation("worker", "receive", COMMANDS_CHANNEL, "The workers decide each command."),
-    Operation("worker", "send", EVENTS_CHANNEL, "The workers announce each decision."),
-    Operation("worker", "send", OTP_DELIVERIES_CHANNEL, "The workers hand OTPs to the gateway."),
-    Operation("worker", "send", REPLIES_CHANNEL, "The workers answer the API replica."),
-    Operation("worker", "send", COMMANDS_DLQ_CHANNEL, "The workers set aside malformed commands."),
-    Operation("audit", "receive", EVENTS_CHANNEL, "The audit consumer keeps every event."),
-    Operation("fraud", "receive", EVENTS_CHANNEL, "The fraud consumer counts rejections."),
-    Operation(
-        "fraud", "send", SUSPICIOUS_ACTIVITY_CHANNEL, "The fraud consumer raises fraud signals."
-    ),
-    Operation("sms_gateway", "receive", OTP_DELIVERIES_CHANNEL, "The SMS gateway sends OTPs."),
 )

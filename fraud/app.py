@@ -30,11 +30,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
+from fraud.attempts import REJECTED, AttemptEvent
 from fraud.records import read_attempt
 from fraud.settings import FraudSettings
 from fraud.topics import provision_topics
 from fraud.windows import RejectionWindows, event_time
-from schemas.events import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, EventType, SignatureAttempt
+from schemas.events import CLOUDEVENTS_CONTENT_TYPE
 from schemas.signals import SuspiciousActivityEvent
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _POLL_MS = 1000
 Offsets = dict[TopicPartition, int]
 
 
-def _attempt(record: Any) -> CloudEvent[SignatureAttempt] | None:
+def _attempt(record: Any) -> AttemptEvent | None:
     return read_attempt(
         record.value, topic=record.topic, partition=record.partition, offset=record.offset
     )
@@ -191,11 +192,11 @@ class FraudSignals:
             found = since.get(partition)
             ranges[partition] = (min(found.offset, end) if found is not None else end, end)
 
-        rejections: list[CloudEvent[SignatureAttempt]] = []
+        rejections: list[AttemptEvent] = []
 
         def keep(record: Any) -> None:
             event = _attempt(record)
-            if event is not None and event.type is EventType.SIGNATURE_REJECTED:
+            if event is not None and event.type in REJECTED:
                 rejections.append(event)
 
         await self._read(ranges, keep)

@@ -1,4 +1,5 @@
-"""Result events read off Kafka: the signature attempts kept, everything else skipped.
+"""Result events read off Kafka: the signature attempts kept (binding and device signing
+alike, :mod:`fraud.attempts`), everything else skipped.
 
 Skipping is logged by position (topic, partition, offset) and, for a malformed event, by
 where it is malformed; never with the payload, which holds a signature.
@@ -10,16 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import CloudEvent, EventType, SignatureAttempt
+from fraud.attempts import MODELS, AttemptEvent
 
 logger = logging.getLogger(__name__)
-
-_ATTEMPTS = frozenset({EventType.SIGNATURE_VERIFIED, EventType.SIGNATURE_REJECTED})
 
 
 def read_attempt(
     value: bytes | None, *, topic: str, partition: int, offset: int
-) -> CloudEvent[SignatureAttempt] | None:
+) -> AttemptEvent | None:
     """The attempt event in one record's value, or None for any other record."""
     where = f"{topic}[{partition}]@{offset}"
     try:
@@ -31,14 +30,16 @@ def read_attempt(
     if not isinstance(event_type, str):
         logger.warning("skipped %s: not a CloudEvent (no type)", where)
         return None
-    if event_type not in _ATTEMPTS:
-        # challenge_created, device_unbound, and whatever types come later: not ours.
+    model = MODELS.get(event_type)
+    if model is None:
+        # challenge_created, device_challenge_created, key_added, device_unbound, and
+        # whatever types come later: not ours.
         logger.debug("skipped %s: type %s", where, event_type)
         return None
     try:
         # Fields added later within v1 are ignored, as the published contract asks of every
         # consumer (contracts/README.md): the wire models themselves refuse unknown fields.
-        return CloudEvent[SignatureAttempt].model_validate(document, extra="ignore")
+        return model.model_validate(document, extra="ignore")
     except ValidationError as error:
         # The error type, not its message: some messages quote the offending input.
         problems = "; ".join(

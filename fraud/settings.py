@@ -23,8 +23,9 @@ class FraudSettings(BaseSettings):
     fraud_window_seconds: int = Field(default=300, ge=1)
     fraud_person_threshold: int = Field(default=10, ge=1)
     fraud_device_threshold: int = Field(default=5, ge=1)
-    # Which rejection reasons count. The environment gives them comma-separated
-    # (FRAUD_REASONS=invalid_signature,challenge_locked), hence NoDecode: not JSON.
+    # Which rejection reasons count, of binding and device signing alike. The environment
+    # gives them comma-separated (FRAUD_REASONS=invalid_signature,challenge_locked), hence
+    # NoDecode: not JSON.
     fraud_reasons: Annotated[frozenset[Reason], NoDecode] = DEFAULT_REASONS
     # How far behind the newest event time an event may still arrive and be counted with
     # its key's earlier rejections; also how much earlier than strictly needed the
@@ -48,7 +49,8 @@ class FraudSettings(BaseSettings):
     def _rejection_reasons_only(cls, value: frozenset[Reason]) -> frozenset[Reason]:
         if not value:
             raise ValueError("at least one reason must be counted")
-        # A reason no signature_rejected event carries would silently count nothing.
+        # A reason no rejection carries would silently count nothing. Those of
+        # device_signature_rejected are among those of signature_rejected (SPEC §8).
         if stray := value - SIGNATURE_REJECTION_REASONS:
             raise ValueError(f"not a signature rejection reason: {sorted(stray)}")
         return value

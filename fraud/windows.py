@@ -7,6 +7,9 @@ replay of the same events yields the same alerts with the same ids.
 A key (a person, or a device) raises one alert when its count of rejections within the
 window reaches the threshold, and then stays quiet until its count has fallen below the
 threshold again: the 4th, 5th... rejection of the same burst add nothing.
+
+Rejections of binding attempts and of device signing attempts (SPEC §8) count alike, in the
+same windows: one person's, or one device's, whichever they come from.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from schemas.events import CloudEvent, EventType, SignatureAttempt
+from fraud.attempts import REJECTED, AttemptEvent
 from schemas.reasons import Reason
 from schemas.signals import ReasonCount, Scope, SuspiciousActivity, SuspiciousActivityEvent
 
@@ -31,7 +34,7 @@ _NAMESPACE = uuid.UUID("3d6d0d10-f4df-4e30-83a7-615749a24492")
 DEFAULT_REASONS = frozenset({Reason.INVALID_SIGNATURE, Reason.CHALLENGE_LOCKED})
 
 
-def event_time(event: CloudEvent[SignatureAttempt]) -> datetime:
+def event_time(event: AttemptEvent) -> datetime:
     """The event's ``decided_at`` in UTC; a naive time (not what the worker sends) is UTC.
 
     Aware and naive datetimes cannot be compared, so one stray naive time would otherwise
@@ -121,11 +124,11 @@ class RejectionWindows:
         """How many keys (persons and devices) currently hold state."""
         return len(self._windows)
 
-    def observe(self, event: CloudEvent[SignatureAttempt]) -> list[SuspiciousActivityEvent]:
+    def observe(self, event: AttemptEvent) -> list[SuspiciousActivityEvent]:
         """Count one result event; return the alerts whose threshold it made reached."""
         data = event.data
         if (
-            event.type is not EventType.SIGNATURE_REJECTED
+            event.type not in REJECTED
             or data.outcome != "rejected"
             or data.reason not in self._reasons
             # not_found: the challenge is unknown, so is whose it was. Nothing to count.

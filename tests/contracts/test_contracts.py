@@ -7,7 +7,6 @@ models, generates the AsyncAPI document from them and expects the examples to be
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -20,25 +19,28 @@ from referencing.jsonschema import DRAFT202012
 
 from contracts.__main__ import check, write, write_missing_examples
 from contracts.asyncapi import asyncapi_document
+from contracts.channels import CHANNELS, COMMANDS_CHANNEL, EVENTS_CHANNEL
 from contracts.compatibility import compatibility_problems, drift, message_of
-from contracts.documents import CONTRACTS_DIR, generated_documents, load_examples
+from contracts.documents import CONTRACTS_DIR, generated_documents
 from contracts.examples import example_events
-from contracts.messages import (
-    CHANNELS,
-    COMMANDS_CHANNEL,
-    DEFAULT_MESSAGES,
-    EVENTS_CHANNEL,
-    MessageSpec,
-)
+from contracts.messages import DEFAULT_MESSAGES
 from schemas import topics
 from schemas.commands import Command, command_key
 from schemas.events import SignatureAttempt
 from schemas.model import WireModel
+from tests.contracts.changes import (
+    EXAMPLES,
+    MESSAGES,
+    at,
+    changed,
+    examples_of,
+    members,
+    messages_with,
+    problems_with,
+)
 
 pytestmark = pytest.mark.audit
 
-EXAMPLES = load_examples()
-MESSAGES = {spec.name: spec for spec in DEFAULT_MESSAGES}
 ATTEMPT_MESSAGES = frozenset({"signature_verified", "signature_rejected"})
 
 
@@ -51,58 +53,14 @@ def _committed(name: str) -> Any:
     return json.loads((CONTRACTS_DIR / name).read_text())
 
 
-def _at(document: Any, pointer: str) -> Any:
-    """The value at a JSON pointer (``#`` prefix allowed) in ``document``."""
-    node = document
-    for segment in pointer.removeprefix("#").removeprefix("/").split("/"):
-        node = node[segment.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
 def _attempt_data(*, without: str | None = None, **fields: Any) -> type[BaseModel]:
     """``SignatureAttempt`` changed: ``without`` removed, ``fields`` added or retyped."""
-    kept = {
-        name: (info.annotation, info)
-        for name, info in SignatureAttempt.model_fields.items()
-        if name != without
-    }
-    return create_model(
-        "SignatureAttempt", __base__=WireModel, __doc__=SignatureAttempt.__doc__, **(kept | fields)
-    )
-
-
-def _messages_with(names: frozenset[str], **fields: Any) -> tuple[MessageSpec, ...]:
-    """The default messages, the payload models of ``names`` with ``fields`` overridden."""
-    changed = []
-    for spec in DEFAULT_MESSAGES:
-        if spec.name in names:
-            assert spec.payload is not None
-            payload = create_model(
-                spec.payload.__name__,
-                __base__=spec.payload,
-                __doc__=spec.payload.__doc__,
-                **fields,
-            )
-            spec = replace(spec, payload=payload)
-        changed.append(spec)
-    return tuple(changed)
+    return changed(SignatureAttempt, without=without, **fields)
 
 
 def _attempt_problems(data: type[BaseModel]) -> list[str]:
     """What the v1 examples report against a document whose attempt events carry ``data``."""
-    document = asyncapi_document(_messages_with(ATTEMPT_MESSAGES, data=(data, ...)))
-    return compatibility_problems(EXAMPLES, document)
-
-
-def _members(node: Any) -> Iterator[tuple[str, Any]]:
-    """Every (key, value) of every object in a JSON value, nested ones included."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield key, value
-            yield from _members(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _members(item)
+    return problems_with(ATTEMPT_MESSAGES, data=(data, ...))
 
 
 # Drift: the committed documents are what the code generates.
@@ -116,11 +74,11 @@ def test_committed_documents_are_what_the_code_generates(
 
 
 def test_drift_names_the_path_of_a_removed_field() -> None:
-    changed = asyncapi_document(
-        _messages_with(ATTEMPT_MESSAGES, data=(_attempt_data(without="attempt"), ...))
+    document = asyncapi_document(
+        messages_with(ATTEMPT_MESSAGES, data=(_attempt_data(without="attempt"), ...))
     )
 
-    differences = drift(_committed("asyncapi.json"), changed)
+    differences = drift(_committed("asyncapi.json"), document)
 
     removed = "/components/schemas/SignatureAttempt/properties/attempt: only in the committed file"
     assert removed in differences
@@ -128,9 +86,9 @@ def test_drift_names_the_path_of_a_removed_field() -> None:
 
 def test_drift_names_the_path_of_an_added_field() -> None:
     data = _attempt_data(channel=(str | None, None))
-    changed = asyncapi_document(_messages_with(ATTEMPT_MESSAGES, data=(data, ...)))
+    document = asyncapi_document(messages_with(ATTEMPT_MESSAGES, data=(data, ...)))
 
-    differences = drift(_committed("asyncapi.json"), changed)
+    differences = drift(_committed("asyncapi.json"), document)
 
     assert differences == [
         "/components/schemas/SignatureAttempt/properties/channel: only in the generated document"
@@ -199,7 +157,7 @@ def test_committed_examples_parse_with_the_current_models(name: str) -> None:
 
 def test_no_example_carries_an_otp() -> None:
     for name, example in EXAMPLES.items():
-        assert not [key for key, _ in _members(example) if "otp" in key.lower()], name
+        assert not [key for key, _ in members(example) if "otp" in key.lower()], name
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -207,7 +165,7 @@ def test_each_example_holds_its_message_key(name: str) -> None:
     pointer = MESSAGES[message_of(name)].key.payload_pointer
     assert pointer is not None
 
-    assert isinstance(_at(EXAMPLES[name], pointer), str)
+    assert isinstance(at(EXAMPLES[name], pointer), str)
 
 
 # Breaking changes are reported; an optional addition is not.
@@ -217,9 +175,7 @@ def test_a_removed_field_breaks_compatibility() -> None:
     problems = _attempt_problems(_attempt_data(without="attempt"))
 
     unexpected = ": $.data: Additional properties are not allowed ('attempt' was unexpected)"
-    assert problems == sorted(
-        name + unexpected for name in EXAMPLES if message_of(name) in ATTEMPT_MESSAGES
-    )
+    assert problems == [name + unexpected for name in examples_of(*ATTEMPT_MESSAGES)]
 
 
 def test_a_retyped_field_breaks_compatibility() -> None:
@@ -236,16 +192,16 @@ def test_a_retyped_field_breaks_compatibility() -> None:
 def test_a_renamed_cloudevents_type_breaks_compatibility() -> None:
     renamed = Literal["mfa.device_binding.signature_refused"]
     document = asyncapi_document(
-        _messages_with(frozenset({"signature_rejected"}), type=(renamed, ...))
+        messages_with(frozenset({"signature_rejected"}), type=(renamed, ...))
     )
 
     problems = compatibility_problems(EXAMPLES, document)
 
     assert problems
     assert all("$.type: 'mfa.device_binding.signature_refused' was expected" in p for p in problems)
-    assert {problem.split(":")[0] for problem in problems} == {
-        name for name in EXAMPLES if message_of(name) == "signature_rejected"
-    }
+    assert sorted({problem.split(":")[0] for problem in problems}) == examples_of(
+        "signature_rejected"
+    )
 
 
 def test_a_new_required_field_breaks_compatibility() -> None:
@@ -316,19 +272,50 @@ def test_command_keys_are_what_the_api_publishes() -> None:
 def test_every_reference_in_the_document_resolves() -> None:
     document = asyncapi_document()
 
-    references = {value for key, value in _members(document) if key == "$ref"}
+    references = {value for key, value in members(document) if key == "$ref"}
 
     assert "#/components/schemas/SignatureAttempt" in references
     for reference in sorted(references):
-        _at(document, reference)
+        at(document, reference)
 
 
-def test_a_model_in_public_and_internal_messages_is_refused() -> None:
-    """It could not be published both open and closed."""
+def test_a_model_in_public_and_internal_messages_is_published_open_and_closed() -> None:
+    """Open for the public message, and closed, under its own name, for the internal one."""
     public_reply = replace(MESSAGES["reply"], name="public_reply", channel=EVENTS_CHANNEL)
 
-    with pytest.raises(ValueError, match="Reply is in public and internal messages"):
-        asyncapi_document((*DEFAULT_MESSAGES, public_reply))
+    document = asyncapi_document((*DEFAULT_MESSAGES, public_reply))
+
+    messages, schemas = document["components"]["messages"], document["components"]["schemas"]
+    assert messages["public_reply"]["payload"] == {"$ref": "#/components/schemas/Reply"}
+    assert messages["reply"]["payload"] == {"$ref": "#/components/schemas/ReplyInternal"}
+    assert "additionalProperties" not in schemas["Reply"]
+    assert schemas["ReplyInternal"] == {**schemas["Reply"], "additionalProperties": False}
+
+
+def test_the_models_events_and_commands_share_are_closed_in_the_commands_only() -> None:
+    """A payment is in an event and in the command that opens its challenge."""
+    schemas = asyncapi_document()["components"]["schemas"]
+    command, event = schemas["OpenDeviceChallenge"], schemas["DeviceChallengeCreated"]
+
+    assert "TransactionInternal" in json.dumps(command["properties"]["transaction"])
+    assert "TransactionInternal" not in json.dumps(event)
+    for name in ("Transaction", "Money", "Payee"):
+        assert "additionalProperties" not in schemas[name], name
+        assert schemas[f"{name}Internal"]["additionalProperties"] is False, name
+    assert schemas["TransactionInternal"]["properties"]["amount"] == {
+        "$ref": "#/components/schemas/MoneyInternal"
+    }
+
+
+def test_an_internal_copy_may_not_take_a_public_name() -> None:
+    squatter = create_model("ReplyInternal", __base__=WireModel, note=(str, ...))
+    messages = (
+        *messages_with(frozenset({"signature_rejected"}), data=(squatter, ...)),
+        replace(MESSAGES["reply"], name="public_reply", channel=EVENTS_CHANNEL),
+    )
+
+    with pytest.raises(ValueError, match="ReplyInternal taken"):
+        asyncapi_document(messages)
 
 
 def test_message_names_must_be_unique() -> None:
