@@ -136,7 +136,7 @@ _REJECTION_DETAILS: Final = {
     Reason.CHALLENGE_ALREADY_VERIFIED: "The challenge has already been verified.",
     Reason.DEVICE_LIMIT_REACHED: "The person already has the maximum number of bound devices.",
     Reason.IDEMPOTENCY_KEY_REUSED: (
-        "The Idempotency-Key was already used for a different registration."
+        "The Idempotency-Key was already used for a different request."
     ),
     Reason.RESTRICTED_KEY_REQUIRED: (
         "The challenge needs the device's restricted key, and the device holds none."

@@ -1,11 +1,13 @@
-"""Idempotent device registration: an ``Idempotency-Key`` makes a retried POST the same command.
+"""Idempotent creation: an ``Idempotency-Key`` makes a retried POST the same command.
 
 ``PUT`` is idempotent by its nature (the signature identifies the attempt). ``POST
 /v1/mfa/devices`` is not: a caller whose request ended in 503 ``verification_pending``
 cannot know whether the device was registered. With an ``Idempotency-Key`` the command's
 id and the ids of the device, key and challenge are derived from the client and the key,
 so the retry is the same command: the worker answers it from what it stored (the same
-202 body, no second OTP), or refuses a different request under the same key.
+202 body, no second OTP), or refuses a different request under the same key. Opening a
+device challenge and adding a key work the same way (:func:`creation_ids`), each route's
+ids derived apart from the others', so one key used on two routes names two things.
 """
 
 import re
@@ -43,6 +45,24 @@ def registration_ids(client_id: str, idempotency_key: str | None) -> Registratio
     return RegistrationIds(
         derived("command"), derived("device"), derived("key"), derived("challenge")
     )
+
+
+@dataclass(frozen=True)
+class CreationIds:
+    command_id: uuid.UUID
+    created_id: uuid.UUID  # the challenge's or the key's
+
+
+def creation_ids(route: str, client_id: str, idempotency_key: str | None) -> CreationIds:
+    """Fresh ids, or, with a key, the same ids for every request of this client, route and
+    key."""
+    if idempotency_key is None:
+        return CreationIds(uuid.uuid4(), uuid.uuid4())
+
+    def derived(kind: str) -> uuid.UUID:
+        return uuid.uuid5(_NAMESPACE, f"{route}:{kind}\n{client_id}\n{idempotency_key}")
+
+    return CreationIds(derived("command"), derived("created"))
 
 
 async def idempotency_key(

@@ -17,7 +17,8 @@ class Reason(StrEnum):
     # The person already has the maximum of bound devices: refused at registration, and
     # at binding when other devices of the person were bound while this one was pending.
     DEVICE_LIMIT_REACHED = "device_limit_reached"
-    # Only for device registration: the Idempotency-Key came with a different request.
+    # Only for creation (a device, a device challenge, a key): the Idempotency-Key came
+    # with a different request.
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     # Device signing (SPEC §8): a transaction, or the caller, asks for the restricted key
     # and the device holds none.

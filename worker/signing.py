@@ -55,7 +55,8 @@ class SigningService:
         replayed = await self._store.challenge_opened_by(str(command.command_id))
         if replayed is not None:
             if not opens_as(replayed, command):
-                return rejected(Reason.NOT_FOUND)  # never produced by the API: ids are fresh
+                # The same Idempotency-Key with another body.
+                return rejected(Reason.IDEMPOTENCY_KEY_REUSED)
             device, _ = await self._store.device_and_keys(replayed.device_id)
             if device is None:
                 raise StoreContention(f"challenge {replayed.id} has no device")
@@ -93,7 +94,10 @@ class SigningService:
     async def add_key(self, command: AddDeviceKey) -> Answer:
         replayed = await self._store.key_added_by(str(command.command_id))
         device, keys = await self._store.device_and_keys(str(command.device_id))
-        if replayed is not None and device is not None and same_key(replayed, command):
+        if replayed is not None:
+            # Redelivered, or retried under its Idempotency-Key (with another body: refused).
+            if device is None or not same_key(replayed, command):
+                return rejected(Reason.IDEMPOTENCY_KEY_REUSED)
             return _added(replayed, device)
         device = visible(device, command.client_id)
         if device is None:

@@ -1,7 +1,5 @@
 """``/v1/mfa/challenges/devices``: a bound device signs a login or a payment (SPEC §8)."""
 
-from uuid import uuid4
-
 from fastapi import APIRouter, Response
 
 from api.dependencies import (
@@ -12,6 +10,7 @@ from api.dependencies import (
     SignatureSubmissionDep,
 )
 from api.errors import error_responses
+from api.idempotency import IdempotencyKeyDep, creation_ids
 from api.openapi import request_body
 from api.outcomes import answer, no_content
 from schemas.challenges import SignatureSubmission
@@ -30,16 +29,22 @@ router = APIRouter(prefix="/v1/mfa/challenges/devices", tags=["device challenges
 )
 async def open_device_challenge(
     header: CommandHeaderDep,
+    idempotency_key: IdempotencyKeyDep,
     request: DeviceChallengeRequestDep,
     gateway: GatewayDep,
     response: Response,
 ) -> DeviceChallengeOpened:
     """Ask a bound device to sign: a login, or with ``transaction`` a payment, whose amount
     and payee are then part of ``string_to_sign`` (dynamic linking). A payment needs the
-    device's restricted key (409 ``restricted_key_required`` without one)."""
+    device's restricted key (409 ``restricted_key_required`` without one).
+
+    With an ``Idempotency-Key`` a retry answers the same challenge; a different body under
+    the same key answers 409 ``idempotency_key_reused``."""
+    ids = creation_ids("device-challenge", header["client_id"], idempotency_key)
+    header["command_id"] = ids.command_id
     command = OpenDeviceChallenge(
         **header,
-        challenge_id=uuid4(),
+        challenge_id=ids.created_id,
         device_id=request.device_id,
         key_purpose=request.wanted_purpose(),
         device_data=request.device_data,

@@ -1,11 +1,10 @@
 """``/v1/mfa/devices/{id}/keys``: a bound device's keys by purpose (SPEC §8)."""
 
-from uuid import uuid4
-
 from fastapi import APIRouter, Response
 
 from api.dependencies import CommandHeaderDep, GatewayDep, KeyAdditionDep, ResourceIdDep
 from api.errors import error_responses
+from api.idempotency import IdempotencyKeyDep, creation_ids
 from api.openapi import request_body
 from api.outcomes import answer
 from schemas.commands import AddDeviceKey, ListDeviceKeys
@@ -37,6 +36,7 @@ async def list_keys(
 )
 async def add_key(
     header: CommandHeaderDep,
+    idempotency_key: IdempotencyKeyDep,
     device_id: ResourceIdDep,
     addition: KeyAdditionDep,
     gateway: GatewayDep,
@@ -44,8 +44,11 @@ async def add_key(
 ) -> KeyAdded:
     """Add a key of another purpose, vouched for by a key the device holds: its signature
     (``device_signature``) of the new key's lowercase hex. 403 ``invalid_signature`` if it
-    does not verify; 409 ``key_purpose_taken`` if the device holds that purpose already."""
-    command = AddDeviceKey(**header, device_id=device_id, key_id=uuid4(), addition=addition)
+    does not verify; 409 ``key_purpose_taken`` if the device holds that purpose already.
+    An ``Idempotency-Key`` makes a retry answer the same key (as for a new device)."""
+    ids = creation_ids("key", header["client_id"], idempotency_key)
+    header["command_id"] = ids.command_id
+    command = AddDeviceKey(**header, device_id=device_id, key_id=ids.created_id, addition=addition)
     added = answer(await gateway.send(command), KeyAdded)
     response.headers["Location"] = f"{router.prefix}/{device_id}/keys"
     return added

@@ -52,4 +52,7 @@ def rejection_field(reason: Reason) -> str:
         Reason.INVALID_SIGNATURE: "signature",
         Reason.DEVICE_LIMIT_REACHED: "person_id",
         Reason.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
+        Reason.RESTRICTED_KEY_REQUIRED: "key_purpose",
+        Reason.KEY_PURPOSE_MISSING: "key_purpose",
+        Reason.KEY_PURPOSE_TAKEN: "key_purpose",
     }.get(reason, "id")

@@ -279,3 +279,41 @@ async def test_fifty_concurrent_correct_signatures_verify_once(stack: Stack) -> 
     types = Counter(event["type"] for event in events)
     assert types["mfa.device_binding.device_signature_verified"] == 1
     assert types["mfa.device_binding.device_signature_rejected"] == 49
+
+
+async def test_creations_retried_under_their_idempotency_key_are_the_same(stack: Stack) -> None:
+    phone, restricted = DeviceKey(), DeviceKey()
+    device_id = await stack.bind(phone)
+    headers = stack.auth() | {"Idempotency-Key": "payment-7"}
+    body = {"device_id": device_id, "key_purpose": "unrestricted"}
+    first = await stack.http.post(DEVICE_CHALLENGES, headers=headers, json=body)
+    again = await stack.http.post(DEVICE_CHALLENGES, headers=headers, json=body)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json()
+    other = await stack.http.post(
+        DEVICE_CHALLENGES, headers=headers, json=body | {"device_data": "another"}
+    )
+    assert_listed(other, 409, "idempotency_key_reused")
+
+    key_body = {
+        "key_type": "ecdsa-p256",
+        "key": restricted.public_hex,
+        "key_purpose": "restricted",
+        "device_signature": {
+            "signature_key_purpose": "unrestricted",
+            "signature": phone.sign(restricted.public_hex),
+        },
+    }
+    keys_path = f"/v1/mfa/devices/{device_id}/keys"
+    added = [await stack.http.post(keys_path, headers=headers, json=key_body) for _ in range(2)]
+    assert [response.status_code for response in added] == [201, 201]
+    assert added[0].json() == added[1].json()
+    assert len(await keys_of(stack, device_id)) == 2
+    # A replay publishes the original event again, with its original id: one fact each.
+    for subject, kind in (
+        (first.json()["id"], "device_challenge_created"),
+        (device_id, "key_added"),
+    ):
+        events = await stack.events_of(subject, 2)
+        assert {event["type"] for event in events} == {f"mfa.device_binding.{kind}"}
+        assert len({event["id"] for event in events}) == 1

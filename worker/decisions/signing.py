@@ -104,10 +104,16 @@ def device_challenge_row(
 def opens_as(challenge: DeviceChallengeRow, command: OpenDeviceChallenge) -> bool:
     """Whether a challenge stored by ``command``'s id is what ``command`` opens."""
     transaction = command.transaction
-    return (challenge.id, challenge.device_id, challenge.transaction_json) == (
+    return (
+        challenge.id,
+        challenge.device_id,
+        challenge.transaction_json,
+        challenge.device_data,
+    ) == (
         str(command.challenge_id),
         str(command.device_id),
         None if transaction is None else transaction.model_dump_json(),
+        command.device_data,
     )
 
 
