@@ -52,10 +52,10 @@ clean:
 
 # The benchmarks, not part of `make test` (about 10 minutes on two cores; docs/benchmarks.md):
 # the verifier against `openssl speed`, one worker draining 50,000 commands (on SQLite, with a
-# million devices stored, on PostgreSQL; the baseline's worker beside today's), open-loop
-# latency of the full stack and of its inline peer; prints the tables and writes
-# var/bench/summary.json and its charts. Then the audit trail's cost. Starts and stops its own
-# Kafka and PostgreSQL; BENCH_ARGS=... passes flags (python -m bench --help).
+# million devices stored, on PostgreSQL, device signatures on SQLite; the baseline's worker
+# beside today's), open-loop latency of the full stack and of its inline peer; prints the
+# tables and writes var/bench/summary.json and its charts. Then the audit trail's cost. Starts
+# and stops its own Kafka and PostgreSQL; BENCH_ARGS=... passes flags (python -m bench --help).
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)

@@ -3,7 +3,8 @@ writes ``var/bench/summary.json``; each stage also runs alone, to measure one th
 after a change. What each measures, and how: docs/benchmarks.md.
 
 - ``verify``: the verifier on one core against ``openssl speed`` (+ ``openssl``);
-- ``drain``: one worker draining a backlog of verification commands (+ ``drain_watch``);
+- ``drain``: one worker draining a backlog of verification commands, binding or device
+  signatures (+ ``drain_watch``, ``backlogs``);
 - ``e2e``: open-loop latency against offered load, full stack and inline peer (+ ``ladder``,
   ``loadgen`` the generator's process, ``inline_peer``);
 - ``report``: the summary, tables and charts from the stages' results (+ ``summary``,
@@ -12,7 +13,8 @@ after a change. What each measures, and how: docs/benchmarks.md.
 - ``http``: a closed-loop smoke test against a running ``make run`` (not in ``make bench``).
 
 Shared parts: ``seed`` (pending challenges with known OTPs, a stored customer base),
-``databases``, ``warmup`` (the broker's JIT), ``stats`` (schedule and percentiles),
-``scrape`` (the processes' own histograms), ``profiling`` (py-spy output), ``environment``
-(cores and versions). Processes, ports, topics and the stack come from ``harness``.
+``device_seed`` (bound devices with a pending device challenge each), ``databases``,
+``warmup`` (the broker's JIT), ``stats`` (schedule and percentiles), ``scrape`` (the
+processes' own histograms), ``profiling`` (py-spy output), ``environment`` (cores and
+versions). Processes, ports, topics and the stack come from ``harness``.
 """

@@ -6,9 +6,10 @@ Stages, each also runnable alone (``python -m bench.<stage> --help``), each writ
 1. ``verify``: the verifier on one core against ``openssl speed``;
 2. one Kafka broker of our own on a free port (or ``KAFKA_BOOTSTRAP_SERVERS``), shared by
    the stages below on private topics;
-3. ``drain``: one worker draining 50,000 verifications, SQLite; ``drain_1m``: the same with
-   1,000,000 devices already stored; ``drain_postgres``: the same on a throwaway durable
-   PostgreSQL;
+3. ``drain``: one worker draining 50,000 verifications, SQLite; ``drain_device``: the same
+   with device signatures (bound devices' device challenges); ``drain_1m``: the binding
+   drain with 1,000,000 devices already stored; ``drain_postgres``: the same on a throwaway
+   durable PostgreSQL;
 4. ``drain_before`` / ``drain_after``: the worker of ``--baseline-ref`` (the code before the
    batched pipeline) and today's, each draining ``--profile-commands`` under py-spy, for the
    chart of where a worker's time goes;
@@ -46,7 +47,7 @@ VAR = report.VAR
 # The last commit before the batched pipeline (one consumer per process, batched stores):
 # the baseline every "before" figure of the run is measured on.
 BASELINE_REF = "568a73d"
-DRAIN_STAGES = {"drain", "drain_1m", "drain_postgres", "profile"}
+DRAIN_STAGES = {"drain", "drain_device", "drain_1m", "drain_postgres", "profile"}
 
 
 def _rates(text: str) -> list[float]:
@@ -62,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip",
         default="",
-        help="stages to leave out: verify,drain,drain_1m,drain_postgres,profile,e2e",
+        help="stages to leave out: verify,drain,drain_device,drain_1m,drain_postgres,profile,e2e",
     )
     parser.add_argument("--verify-seconds", type=float, default=3.0, help="per verifier case")
     parser.add_argument("--commands", type=int, default=50_000, help="drain backlog")
@@ -173,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if "drain" not in skip:
                 stage("drain", drained("drain", commands=args.commands))
+            if "drain_device" not in skip:
+                stage(
+                    "drain_device", drained("drain_device", commands=args.commands, kind="device")
+                )
             if "drain_1m" not in skip:
                 stage(
                     "drain_1m",

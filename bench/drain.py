@@ -1,6 +1,7 @@
 """``python -m bench.drain``: how fast one worker process drains a backlog of verification
-commands, on SQLite or PostgreSQL, with or without a customer base already stored, and with
-this checkout's worker or another's (the baseline). The method: docs/benchmarks.md."""
+commands, of binding or of device signatures (``--kind``), on SQLite or PostgreSQL, with or
+without a customer base already stored, and with this checkout's worker or another's (the
+baseline). The method: docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import asyncio
 import json
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from bench.backlogs import BACKLOGS
 from bench.databases import fresh_postgres, postgres_server, sqlite_url
-from bench.drain_watch import PROFILE_RATE_HZ, events_out, watch_drain
+from bench.drain_watch import PROFILE_RATE_HZ, events_out, timeline, watch_drain
 from bench.profiling import format_profile, parse_collapsed
 from bench.scrape import scrape
-from bench.seed import seed, seed_customers, verify_command
+from bench.seed import seed_customers
 from harness import devkeys
 from harness.kafka import local_kafka
 from harness.ports import free_port
@@ -31,53 +31,12 @@ from harness.stack import StackTopics, migrate, stack_environment
 from harness.topics import create_topic, produce, read_all
 
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
-VERIFIED = "mfa.device_binding.signature_verified"
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """What the events topic says about a drain (:func:`timeline`)."""
-
-    events: int
-    distinct_ids: int
-    # Challenges with an event: one per command, so the commands decided.
-    decided: int
-    # The first event of the first and of the last challenge decided (epoch seconds).
-    first_s: float
-    last_s: float
-    types: dict[str, int]
-
-
-def timeline(records: Sequence[tuple[int, bytes]]) -> Timeline:
-    """Count events, distinct CloudEvents ids and distinct challenges, and when each
-    challenge first got its event (``(timestamp ms, CloudEvent JSON)`` records).
-
-    A command redelivered after a rebalance republishes its event (SPEC §5 allows it, with
-    the same id), so the topic may hold more events than commands: the rate counts each
-    challenge once, by its first event, and the copies are reported beside it.
-    """
-    first_by_subject: dict[str, int] = {}
-    ids: set[str] = set()
-    types: Counter[str] = Counter()
-    for stamp, value in records:
-        event = json.loads(value)
-        ids.add(str(event.get("id")))
-        types[str(event.get("type", "?"))] += 1
-        subject = str(event.get("subject"))
-        first_by_subject[subject] = min(stamp, first_by_subject.get(subject, stamp))
-    firsts = sorted(first_by_subject.values()) or [0]
-    return Timeline(
-        events=len(records),
-        distinct_ids=len(ids),
-        decided=len(first_by_subject),
-        first_s=firsts[0] / 1000,
-        last_s=firsts[-1] / 1000,
-        types=dict(types),
-    )
 
 
 @dataclass
 class DrainResult:
+    # What the commands verify: "binding" or "device" signatures (bench.backlogs).
+    kind: str
     commands: int
     # Commands decided (challenges with an event) within the budget: all of them unless
     # ``complete`` is false.
@@ -130,6 +89,7 @@ def run_drain(
     workdir: Path,
     *,
     commands: int = 50_000,
+    kind: str = "binding",
     partitions: int = 6,
     database_url: str | None = None,
     customers: int = 0,
@@ -140,10 +100,11 @@ def run_drain(
     give_up_after: float = 1800.0,
     kafka_dir: Path | None = None,
 ) -> DrainResult:
-    """One worker draining ``commands`` verifications. ``database_url``: a migrated-to-be,
-    empty database (default: a fresh SQLite file in ``workdir``); ``customers``: bound
-    devices stored before the drain; ``worker_source``: another checkout whose worker to run
-    (the baseline), with this one's harness."""
+    """One worker draining ``commands`` verifications, of binding or device signatures
+    (``kind``, :mod:`bench.backlogs`). ``database_url``: a migrated-to-be, empty database
+    (default: a fresh SQLite file in ``workdir``); ``customers``: bound devices stored
+    before the drain; ``worker_source``: another checkout whose worker to run (the
+    baseline), with this one's harness."""
     workdir.mkdir(parents=True, exist_ok=True)
     if database_url is None:
         database = workdir / "drain.db"
@@ -167,17 +128,16 @@ def run_drain(
     if customers:
         print(f"drain: storing a customer base of {customers:,} bound devices ...", flush=True)
         seed_customers(database_url, customers)
-    print(f"drain: seeding {commands:,} pending challenges ...", flush=True)
-    tickets = seed(database_url, commands)
+    backlog = BACKLOGS[kind]
+    print(f"drain: seeding {commands:,} {backlog.seeded} ...", flush=True)
+    tickets = backlog.seed(database_url, commands)
     seed_s = time.monotonic() - started
 
     print(f"drain: producing {commands:,} commands to {topics.commands} ...", flush=True)
     started = time.monotonic()
     asyncio.run(create_topic(bootstrap, topics.commands, partitions))
     reply = "bench-drain" if reply_to else None
-    asyncio.run(
-        produce(bootstrap, topics.commands, (verify_command(t, reply_to=reply) for t in tickets))
-    )
+    asyncio.run(produce(bootstrap, topics.commands, backlog.commands(tickets, reply_to=reply)))
     produce_s = time.monotonic() - started
     del tickets
 
@@ -224,6 +184,7 @@ def run_drain(
         )
     trail = watched.committed_at - events.last_s if watched.committed_at else None
     result = DrainResult(
+        kind=kind,
         commands=commands,
         drained=events.decided,
         complete=watched.complete,
@@ -254,8 +215,8 @@ def run_drain(
         worker_histograms=histograms,
         profile=summary,
     )
-    if set(events.types) != {VERIFIED}:
-        raise RuntimeError(f"expected only {VERIFIED} events, got {events.types}")
+    if set(events.types) != {backlog.verified}:
+        raise RuntimeError(f"expected only {backlog.verified} events, got {events.types}")
     if watched.complete and events.decided != commands:
         raise RuntimeError(f"all {commands} committed but {events.decided} challenges decided")
     return result
@@ -269,7 +230,8 @@ def print_result(result: DrainResult) -> None:
         " over those)"
     )
     print(
-        f"\ndrain: {result.commands} commands, one worker, {result.partitions} partitions,"
+        f"\ndrain: {result.commands} {result.kind} signature commands, one worker,"
+        f" {result.partitions} partitions,"
         f" {result.database}, {result.customers:,} customers stored"
         + (f", the worker of {result.worker_source}" if result.worker_source else "")
         + f"{partial}\n"
@@ -298,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--commands", type=int, default=50_000)
+    parser.add_argument(
+        "--kind", choices=sorted(BACKLOGS), default="binding", help="what the commands verify"
+    )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--customers", type=int, default=0, help="bound devices stored first")
@@ -311,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker")
     parser.add_argument("--bootstrap", help="an existing Kafka (default: start one)")
-    parser.add_argument("--out", type=Path, default=VAR / "drain.json")
+    parser.add_argument(
+        "--out", type=Path, help="default: var/bench/drain.json, drain_device.json for devices"
+    )
     args = parser.parse_args(argv)
     stop_on_sigterm()
     work = run_folder(VAR / "work")
@@ -324,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap,
             work / "drain",
             commands=args.commands,
+            kind=args.kind,
             partitions=args.partitions,
             database_url=database_url,
             customers=args.customers,
@@ -333,10 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             profile=args.profile,
             budget_s=args.budget_seconds or None,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    out = args.out or VAR / ("drain.json" if args.kind == "binding" else "drain_device.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     print_result(result)
-    print(f"\nwritten {args.out}")
+    print(f"\nwritten {out}")
     return 0
 
 

@@ -1,13 +1,17 @@
 """Watching one worker drain from outside: committed offsets until the backlog is done, the
-first event, the CPU time of the worker and of the broker, and py-spy on the worker."""
+first event, the CPU time of the worker and of the broker, py-spy on the worker, and what
+the events topic says afterwards."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import sys
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +134,45 @@ async def events_out(bootstrap: str, topic: str) -> int:
         return await watch.end(topic)
     finally:
         await watch.stop()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What the events topic says about a drain (:func:`timeline`)."""
+
+    events: int
+    distinct_ids: int
+    # Challenges with an event: one per command, so the commands decided.
+    decided: int
+    # The first event of the first and of the last challenge decided (epoch seconds).
+    first_s: float
+    last_s: float
+    types: dict[str, int]
+
+
+def timeline(records: Sequence[tuple[int, bytes]]) -> Timeline:
+    """Count events, distinct CloudEvents ids and distinct challenges, and when each
+    challenge first got its event (``(timestamp ms, CloudEvent JSON)`` records).
+
+    A command redelivered after a rebalance republishes its event (SPEC §5 allows it, with
+    the same id), so the topic may hold more events than commands: the rate counts each
+    challenge once, by its first event, and the copies are reported beside it.
+    """
+    first_by_subject: dict[str, int] = {}
+    ids: set[str] = set()
+    types: Counter[str] = Counter()
+    for stamp, value in records:
+        event = json.loads(value)
+        ids.add(str(event.get("id")))
+        types[str(event.get("type", "?"))] += 1
+        subject = str(event.get("subject"))
+        first_by_subject[subject] = min(stamp, first_by_subject.get(subject, stamp))
+    firsts = sorted(first_by_subject.values()) or [0]
+    return Timeline(
+        events=len(records),
+        distinct_ids=len(ids),
+        decided=len(first_by_subject),
+        first_s=firsts[0] / 1000,
+        last_s=firsts[-1] / 1000,
+        types=dict(types),
+    )

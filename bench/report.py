@@ -14,7 +14,16 @@ from bench.summary import build_summary
 
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 # Each stage's result file, var/bench/<stage>.json.
-STAGES = ("verify", "drain", "drain_postgres", "drain_1m", "drain_before", "drain_after", "e2e")
+STAGES = (
+    "verify",
+    "drain",
+    "drain_device",
+    "drain_postgres",
+    "drain_1m",
+    "drain_before",
+    "drain_after",
+    "e2e",
+)
 
 
 def _number(value: float | None) -> str:
@@ -31,7 +40,7 @@ def _raw_text(key: str, summary: dict[str, Any]) -> str:
         return "not measured"
     if key == "verify_vs_openssl":
         return f"{raw['project_verify_per_s']:,.0f} / {raw['openssl_verify_per_s']:,.0f} verify/s"
-    if key == "worker_drain_per_s":
+    if key in ("worker_drain_per_s", "device_signature_drain_per_s"):
         done = f"{raw['drained']:,} of {raw['commands']:,}"
         partial = "" if raw["complete"] else f", budget {raw['budget_s']:.0f} s spent"
         copies = raw.get("events", raw["drained"]) - raw["drained"]
@@ -174,6 +183,7 @@ def write_report(
     summary = build_summary(
         verify=_load(stages["verify"]),
         drain=_load(stages["drain"]),
+        drain_device=_load(stages["drain_device"]),
         drain_postgres=_load(stages["drain_postgres"]),
         drain_customers=_load(stages["drain_1m"]),
         baseline={"before": before, "after": after} if before else None,

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from schemas.commands import COMMAND_ADAPTER, VerifySignature, command_key
+from schemas.commands import COMMAND_ADAPTER, VerifyDeviceSignature, VerifySignature, command_key
 from storage.engine import asyncpg_dsn, sqlite_path
 from worker.attempts.sqlite import to_sqlite_time
 
@@ -73,6 +73,10 @@ class Ticket:
         return json.dumps({"signature": self.signature}).encode()
 
 
+# A table's name, its columns and rows as tuples in that column order.
+TableRows = tuple[str, Sequence[str], list[tuple[Any, ...]]]
+
+
 @dataclass(frozen=True)
 class Rows:
     """Rows of the store's tables, as tuples in the column orders above."""
@@ -80,6 +84,56 @@ class Rows:
     devices: list[tuple[Any, ...]]
     challenges: list[tuple[Any, ...]]
     attempts: list[tuple[Any, ...]]
+    # Other tables' rows (device signing's: bench.device_seed), written after these.
+    more: tuple[TableRows, ...] = ()
+
+    def tables(self) -> Iterator[TableRows]:
+        """Every table's rows, a row always after the rows it refers to."""
+        yield "devices", DEVICE_COLUMNS, self.devices
+        yield "challenges", CHALLENGE_COLUMNS, self.challenges
+        yield "attempts", ATTEMPT_COLUMNS, self.attempts
+        yield from self.more
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    """A device's own P-256 key: its public point as the store keeps it (hex of the
+    uncompressed SEC1 point) and signatures as the device makes them (DER, hex)."""
+
+    private: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def new(cls) -> DeviceKey:
+        return cls(ec.generate_private_key(ec.SECP256R1()))
+
+    @property
+    def public_hex(self) -> str:
+        public = self.private.public_key()
+        return public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint).hex()
+
+    def sign(self, message: bytes) -> str:
+        return self.private.sign(message, ec.ECDSA(hashes.SHA256())).hex()
+
+
+def device_row(
+    *,
+    device_id: str,
+    key_id: str,
+    person_id: str,
+    public_key: str,
+    status: str,
+    now: datetime,
+    request: str,
+    client_id: str = BENCH_CLIENT_ID,
+    command: str | None = None,
+) -> tuple[Any, ...]:
+    """A row of ``devices`` with its unrestricted binding key, registered by ``command`` (a
+    fresh id by default); bound at ``now`` when its status is bound."""
+    bound_at = now if status == "bound" else None
+    return (
+        *(device_id, key_id, client_id, person_id, None, "unrestricted", public_key, status),
+        *(None, now, bound_at, command or str(uuid.uuid4()), request),
+    )
 
 
 def pending(
@@ -90,26 +144,20 @@ def pending(
     run = uuid.uuid4().hex[:8]
     devices, challenges, tickets = [], [], []
     for number in range(count):
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = DeviceKey.new()
         otp = f"{secrets.randbelow(1_000_000):06d}"
-        signature = key.sign(otp.encode("ascii"), ec.ECDSA(hashes.SHA256())).hex()
-        point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        signature = key.sign(otp.encode("ascii"))
         device_id, challenge_id = str(uuid.uuid4()), str(uuid.uuid4())
         devices.append(
-            (
-                device_id,
-                str(uuid.uuid4()),
-                client_id,
-                f"bench-{run}-{number}",
-                None,
-                "unrestricted",
-                point.hex(),
-                "pending",
-                None,
-                now,
-                None,
-                str(uuid.uuid4()),
-                f"bench-seed-{run}-{number}",
+            device_row(
+                device_id=device_id,
+                key_id=str(uuid.uuid4()),
+                client_id=client_id,
+                person_id=f"bench-{run}-{number}",
+                public_key=key.public_hex,
+                status="pending",
+                now=now,
+                request=f"bench-seed-{run}-{number}",
             )
         )
         challenges.append(
@@ -131,12 +179,7 @@ def pending(
 
 # Every stored customer device has the same (valid) key: it is never verified again, and
 # generating a million keys would take minutes.
-_CUSTOMER_KEY = (
-    ec.derive_private_key(7, ec.SECP256R1())
-    .public_key()
-    .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    .hex()
-)
+_CUSTOMER_KEY = DeviceKey(ec.derive_private_key(7, ec.SECP256R1())).public_hex
 
 
 def customers(count: int, *, client_id: str = BENCH_CLIENT_ID) -> Iterator[Rows]:
@@ -151,9 +194,15 @@ def customers(count: int, *, client_id: str = BENCH_CLIENT_ID) -> Iterator[Rows]
             device_id, challenge_id = str(uuid.uuid4()), str(uuid.uuid4())
             person = f"customer-{run}-{number // 2}"
             devices.append(
-                (
-                    *(device_id, str(uuid.uuid4()), client_id, person, None, "unrestricted"),
-                    *(_CUSTOMER_KEY, "bound", None, now, now, str(uuid.uuid4()), "seed"),
+                device_row(
+                    device_id=device_id,
+                    key_id=str(uuid.uuid4()),
+                    client_id=client_id,
+                    person_id=person,
+                    public_key=_CUSTOMER_KEY,
+                    status="bound",
+                    now=now,
+                    request="seed",
                 )
             )
             challenges.append((challenge_id, device_id, "verified", None, True, 0, now, now, now))
@@ -178,14 +227,8 @@ def _write_sqlite(path: Path, chunks: Iterator[Rows]) -> None:
     try:
         for rows in chunks:
             connection.execute("BEGIN IMMEDIATE")
-            # Devices first: each challenge refers to its device, each attempt to its challenge.
-            connection.executemany(_insert("devices", DEVICE_COLUMNS), _sqlite_values(rows.devices))
-            connection.executemany(
-                _insert("challenges", CHALLENGE_COLUMNS), _sqlite_values(rows.challenges)
-            )
-            connection.executemany(
-                _insert("attempts", ATTEMPT_COLUMNS), _sqlite_values(rows.attempts)
-            )
+            for table, columns, records in rows.tables():
+                connection.executemany(_insert(table, columns), _sqlite_values(records))
             connection.execute("COMMIT")
     finally:
         connection.close()
@@ -196,11 +239,7 @@ async def _write_postgres(database_url: str, chunks: Iterator[Rows]) -> None:
     try:
         for rows in chunks:
             async with connection.transaction():
-                for table, columns, records in (
-                    ("devices", DEVICE_COLUMNS, rows.devices),
-                    ("challenges", CHALLENGE_COLUMNS, rows.challenges),
-                    ("attempts", ATTEMPT_COLUMNS, rows.attempts),
-                ):
+                for table, columns, records in rows.tables():
                     if records:
                         await connection.copy_records_to_table(
                             table, records=records, columns=list(columns)
@@ -230,10 +269,15 @@ def seed_customers(database_url: str, count: int) -> None:
 
 
 def verify_command(
-    ticket: Ticket, *, client_id: str = BENCH_CLIENT_ID, reply_to: str | None
+    ticket: Ticket,
+    *,
+    client_id: str = BENCH_CLIENT_ID,
+    reply_to: str | None,
+    command_type: type[VerifySignature] | type[VerifyDeviceSignature] = VerifySignature,
 ) -> tuple[bytes, bytes]:
-    """The Kafka key and value of the VerifySignature command the API would publish."""
-    command = VerifySignature(
+    """The Kafka key and value of the command the API would publish for ``ticket``: a
+    binding challenge's VerifySignature, or a device challenge's VerifyDeviceSignature."""
+    command = command_type(
         command_id=uuid.uuid4(),
         request_id=f"bench-{uuid.uuid4().hex[:12]}",
         client_id=client_id,

@@ -34,6 +34,9 @@ GOALS: dict[str, Goal] = {
     "worker_drain_per_s": Goal(
         ">=", 5000, "commands/s one worker process drains from a 50,000-command backlog"
     ),
+    "device_signature_drain_per_s": Goal(
+        ">=", 5000, "the same drain, device signatures on bound devices' device challenges"
+    ),
     "worker_drain_postgres_per_s": Goal(">=", 3000, "the same drain, the store on PostgreSQL"),
     "drain_redone": Goal("<=", 0, "events of the plain drain published more than once"),
     "e2e_vs_inline_throughput": Goal(
@@ -157,12 +160,13 @@ def _role(name: str) -> str:
 
 
 def _rss(
-    drain: dict[str, Any] | None, e2e: dict[str, Any] | None
+    drains: dict[str, dict[str, Any] | None], e2e: dict[str, Any] | None
 ) -> tuple[float | None, dict[str, Any] | None]:
     by_process: dict[str, float] = {}
-    if drain is not None:
-        for name, kib in drain["peak_rss_kib"].items():
-            by_process[f"drain/{name}"] = round(kib / 1024, 1)
+    for stage, drain in drains.items():
+        if drain is not None:
+            for name, kib in drain["peak_rss_kib"].items():
+                by_process[f"{stage}/{name}"] = round(kib / 1024, 1)
     if e2e is not None and "stack" in e2e["systems"]:
         for name, kib in e2e["systems"]["stack"]["peak_rss_kib"].items():
             by_process[f"e2e/{name}"] = round(kib / 1024, 1)
@@ -188,21 +192,24 @@ def build_summary(
     run: dict[str, Any] | None = None,
     drain_postgres: dict[str, Any] | None = None,
     drain_customers: dict[str, Any] | None = None,
+    drain_device: dict[str, Any] | None = None,
     baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """summary.json: the headline numbers, then raw numbers, goals, cores, versions, and the
     baseline (the code before the batched pipeline) measured in the same run."""
     verify_ratio, verify_raw = _verify(verify)
     drain_rate, drain_raw = _drain(drain)
+    device_rate, device_raw = _drain(drain_device)
     postgres_rate, postgres_raw = _drain(drain_postgres)
     throughput, throughput_raw, p99, fixed_raw = _e2e(e2e)
     idle, idle_raw = _idle(e2e)
     cpu, cpu_raw = _cpu(e2e)
     customers_ratio, customers_raw = _ratio(drain_customers, drain)
-    rss, rss_raw = _rss(drain, e2e)
+    rss, rss_raw = _rss({"drain": drain, "drain_device": drain_device}, e2e)
     values: dict[str, float | None] = {
         "verify_vs_openssl": verify_ratio,
         "worker_drain_per_s": drain_rate,
+        "device_signature_drain_per_s": device_rate,
         "worker_drain_postgres_per_s": postgres_rate,
         "drain_redone": float(drain["redone"]) if drain else None,
         "e2e_vs_inline_throughput": throughput,
@@ -216,6 +223,7 @@ def build_summary(
     summary["raw"] = {
         "verify_vs_openssl": verify_raw,
         "worker_drain_per_s": drain_raw,
+        "device_signature_drain_per_s": device_raw,
         "worker_drain_postgres_per_s": postgres_raw,
         "drain_redone": (
             {"events": drain["events"], "commands": drain["drained"]} if drain else None

@@ -2,7 +2,7 @@
 
 import json
 
-from bench.drain import timeline
+from bench.drain_watch import timeline
 
 VERIFIED = "mfa.device_binding.signature_verified"
 
