@@ -1,5 +1,6 @@
-"""The guarantees of SPEC §3-6 checked after a run by counting, against the worker's database
-and the topics themselves: nothing lost, nothing counted twice, nothing wrongly verified.
+"""The guarantees of SPEC §3-6 and §8 checked after a run by counting, against the worker's
+database and the topics themselves: nothing lost, nothing counted twice, nothing wrongly
+verified, for binding challenges and device challenges alike.
 
 Typical use::
 
@@ -16,43 +17,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from harness.topics import TopicRecord
-from schemas.challenges import MAX_FAILED_ATTEMPTS
-from storage.engine import create_engine
-from tests.faults.driver import CREATED, REJECTED, VERIFIED, Call, Device
-from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
-
-# The store
-
-
-@dataclass(frozen=True)
-class StoreSnapshot:
-    challenges: dict[str, ChallengeRow]
-    devices: dict[str, DeviceRow]
-    attempts: list[AttemptRow]
-    refusals: list[RefusalRow]
-
-
-async def read_store(database_url: str) -> StoreSnapshot:
-    """The worker database's rows, read directly (not through the API)."""
-    engine = create_engine(database_url)
-    try:
-        async with AsyncSession(engine) as session:
-            challenges = (await session.scalars(select(ChallengeRow))).all()
-            devices = (await session.scalars(select(DeviceRow))).all()
-            attempts = (await session.scalars(select(AttemptRow))).all()
-            refusals = (await session.scalars(select(RefusalRow))).all()
-    finally:
-        await engine.dispose()
-    return StoreSnapshot(
-        {c.id: c for c in challenges}, {d.id: d for d in devices}, list(attempts), list(refusals)
-    )
-
-
-# The invariants
+from tests.faults.challenge_checks import check_answers_against_store, check_challenges
+from tests.faults.client import Call
+from tests.faults.driver import Device
+from tests.faults.kinds import BINDING, DEVICE, KINDS
+from tests.faults.snapshot import StoreSnapshot
 
 
 def canonical(value: Any) -> str:
@@ -77,8 +47,19 @@ class Report:
     challenges_with_several_otps: int = 0
     # Challenge id -> OTP deliveries, for every challenge that got more than one.
     several_otps: dict[str, int] = field(default_factory=dict)
+    # Requests about device challenges (opening them, signing them), and how many of those
+    # the clients were given and the store holds (stored beyond given: opened by a request
+    # that was retried after a 503, each try opening its own).
+    device_requests: int = 0
+    device_retried: int = 0  # of those, retried after a 503 (their partition stalled)
+    device_challenges: int = 0
+    device_challenges_stored: int = 0
+    device_verified: int = 0
     events: int = 0
     distinct_events: int = 0
+    # By kind: copies of events beyond the requests that could have asked for them, that is
+    # commands a worker handled again (redelivered after a crash); a lower bound.
+    handled_again: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int | None] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
 
@@ -93,7 +74,11 @@ class Report:
             f"double_counted={self.double_counted} wrongly_verified={self.wrongly_verified} "
             f"challenges={self.challenges} otp_replaced={self.otp_replaced} "
             f"several_otps={self.challenges_with_several_otps} "
+            f"device_requests={self.device_requests} (retried {self.device_retried}) "
+            f"device_challenges={self.device_challenges} "
+            f"(stored {self.device_challenges_stored}, verified {self.device_verified}) "
             f"events={self.events} distinct_events={self.distinct_events} "
+            f"handled_again={dict(sorted(self.handled_again.items()))} "
             f"statuses={dict(sorted(self.statuses.items(), key=lambda kv: str(kv[0])))}"
         )
 
@@ -105,8 +90,8 @@ def check_invariants(
     events: list[TopicRecord],
     otps: list[TopicRecord],
 ) -> Report:
-    """SPEC §3-6 under faults, by counting. Compares three independent records: what the
-    clients were answered, what the worker stored, and what the events topic carries."""
+    """SPEC §3-6 and §8 under faults, by counting. Compares three independent records: what
+    the clients were answered, what the worker stored, and what the events topic carries."""
     report = Report(requests=len(calls), otp_replaced=sum(d.otp_replaced for d in devices))
     _check_answers(report, calls)
     distinct = _distinct_events(report, events)
@@ -114,13 +99,29 @@ def check_invariants(
     for event in distinct.values():
         by_subject[str(event.get("subject"))].append(event)
 
-    registered = {c.challenge_id for c in calls if c.status == 202 and c.challenge_id}
-    report.challenges = len(registered)
-    _check_challenges(report, store, by_subject, registered)
+    opened = {kind.name: _opened(calls, kind.name, kind.opened) for kind in KINDS}
+    report.challenges = len(opened[BINDING.name])
+    report.device_requests = sum(c.kind == DEVICE.name for c in calls)
+    report.device_retried = sum(c.kind == DEVICE.name and c.retries_503 > 0 for c in calls)
+    report.device_challenges = len(opened[DEVICE.name])
+    report.device_challenges_stored = len(store.device.challenges)
+    report.device_verified = sum(c.verified for c in store.device.challenges.values())
+    for rows in store.kinds:
+        check_challenges(report, rows, by_subject, opened[rows.kind.name])
+        check_answers_against_store(report, rows, calls, by_subject)
     _check_stored_events(report, store, distinct)
-    _check_answers_against_store(report, calls, store, by_subject)
-    _check_otps(report, otps, registered)
+    _count_handled_again(report, calls, events, distinct)
+    _check_otps(report, otps, opened[BINDING.name])
     return report
+
+
+def _opened(calls: list[Call], kind: str, status: int) -> set[str]:
+    """The challenges of ``kind`` a client was given."""
+    return {
+        c.challenge_id
+        for c in calls
+        if c.kind == kind and c.method == "POST" and c.status == status and c.challenge_id
+    }
 
 
 def _check_answers(report: Report, calls: list[Call]) -> None:
@@ -163,69 +164,33 @@ def _distinct_events(report: Report, events: list[TopicRecord]) -> dict[str, dic
     return first
 
 
-def _check_challenges(
-    report: Report,
-    store: StoreSnapshot,
-    by_subject: dict[str, list[dict[str, Any]]],
-    registered: set[str],
+def _count_handled_again(
+    report: Report, calls: list[Call], events: list[TopicRecord], distinct: dict[str, Any]
 ) -> None:
-    attempts: dict[str, list[AttemptRow]] = defaultdict(list)
-    for attempt in store.attempts:
-        attempts[attempt.challenge_id].append(attempt)
-    for challenge_id in registered - store.challenges.keys():
-        report.lost += 1
-        report.fail(f"challenge {challenge_id} answered 202 but not in the store")
-    for challenge_id, challenge in store.challenges.items():
-        events = by_subject.get(challenge_id, [])
-        created = [e for e in events if e["type"] == CREATED]
-        verified = [e for e in events if e["type"] == VERIFIED]
-        counted = sorted(
-            e["data"]["attempt"]
-            for e in events
-            if e["type"] == REJECTED
-            and e["data"]["reason"] == "invalid_signature"
-            and e["data"]["attempt"] is not None
-        )
-        rejected_rows = [a for a in attempts[challenge_id] if a.outcome == "rejected"]
-        verified_rows = [a for a in attempts[challenge_id] if a.outcome == "verified"]
-        failures = challenge.failed_attempts
-        if len(created) != 1:
-            report.fail(f"challenge {challenge_id}: {len(created)} challenge_created events")
-        if failures > MAX_FAILED_ATTEMPTS or len(rejected_rows) != failures:
-            report.double_counted += 1
-            report.fail(
-                f"challenge {challenge_id}: failed_attempts={failures}, "
-                f"{len(rejected_rows)} rejected attempt rows"
-            )
-        if counted != list(range(1, failures + 1)):
-            report.double_counted += len(counted) > failures
-            report.fail(
-                f"challenge {challenge_id}: failed_attempts={failures} but counted "
-                f"invalid_signature events have attempts {counted}"
-            )
-        is_verified = challenge.status == "verified"
-        if len(verified) > 1 or (len(verified) == 1) != is_verified:
-            report.fail(
-                f"challenge {challenge_id}: status {challenge.status} with "
-                f"{len(verified)} signature_verified events"
-            )
-        if len(verified_rows) != int(is_verified):
-            report.fail(
-                f"challenge {challenge_id}: status {challenge.status} with "
-                f"{len(verified_rows)} verified attempt rows"
-            )
-        if (challenge.status == "locked") != (failures == MAX_FAILED_ATTEMPTS):
-            report.fail(f"challenge {challenge_id}: status {challenge.status}, {failures} failures")
-        device = store.devices.get(challenge.device_id)
-        if device is None or (device.status == "bound") != is_verified:
-            report.fail(f"challenge {challenge_id}: {challenge.status}, device not matching")
+    """Copies of an event beyond the HTTP requests about its challenge and signature (or,
+    for a creation, about its challenge): each request is one command at most, which a
+    worker handles once unless it is delivered again."""
+    sent: Counter[tuple[str, str | None]] = Counter()
+    for call in calls:
+        if call.challenge_id is not None:
+            sent[(call.challenge_id, call.signature)] += call.http_requests
+    copies = Counter(str(value["id"]) for r in events if isinstance(value := r.json(), dict))
+    kind_of = {t: k.name for k in KINDS for t in (k.created, k.verified, k.rejected)}
+    for event_id, count in copies.items():
+        event = distinct.get(event_id)
+        kind = kind_of.get(str(event.get("type"))) if event else None
+        if event is None or kind is None:
+            continue
+        asked = sent[(str(event.get("subject")), event["data"].get("signature"))]
+        report.handled_again[kind] += max(0, count - asked)
 
 
 def _check_stored_events(
     report: Report, store: StoreSnapshot, distinct: dict[str, dict[str, Any]]
 ) -> None:
     """Every stored decision's event is on the topic, exactly as stored."""
-    stored = [a.event_json for a in store.attempts] + [r.event_json for r in store.refusals]
+    stored = [a.event_json for rows in store.kinds for a in rows.attempts]
+    stored += [r.event_json for r in store.refusals]
     for event_json in stored:
         event = json.loads(event_json)
         published = distinct.get(event["id"])
@@ -234,63 +199,6 @@ def _check_stored_events(
             report.fail(f"stored decision {event['id']} ({event['type']}) never published")
         elif canonical(published) != canonical(event):
             report.fail(f"event {event['id']} published differently from how it was stored")
-
-
-def _check_answers_against_store(
-    report: Report,
-    calls: list[Call],
-    store: StoreSnapshot,
-    by_subject: dict[str, list[dict[str, Any]]],
-) -> None:
-    verified_signature = {
-        a.challenge_id: a.signature for a in store.attempts if a.outcome == "verified"
-    }
-    correct = {(c.challenge_id, c.signature) for c in calls if c.correct}
-    told_failed: dict[str, set[str]] = defaultdict(set)
-    told_verified: set[str] = set()
-    for call in calls:
-        if call.method != "PUT" or call.status is None or call.challenge_id is None:
-            continue
-        if (call.status, call.code) == (403, "invalid_signature") and call.signature:
-            told_failed[call.challenge_id].add(call.signature)
-        if call.status == 204:
-            told_verified.add(call.challenge_id)
-            challenge = store.challenges.get(call.challenge_id)
-            if (
-                challenge is None
-                or challenge.status != "verified"
-                or verified_signature.get(call.challenge_id) != call.signature
-            ):
-                report.wrongly_verified += 1
-                report.fail(f"204 for {call.challenge_id} not verified by that signature in store")
-        # Every attempt that reached a worker has its event (an identical retry: the original).
-        if not any(
-            e["data"].get("signature") == call.signature
-            for e in by_subject.get(call.challenge_id, [])
-            if e["type"] in (VERIFIED, REJECTED)
-        ):
-            report.lost += 1
-            report.fail(f"{call.label} {call.request_id}: answered {call.status}, no event")
-    for challenge_id, challenge in store.challenges.items():
-        failures = len(told_failed.get(challenge_id, ()))
-        if challenge.failed_attempts > failures:
-            report.double_counted += 1
-            report.fail(
-                f"challenge {challenge_id}: {challenge.failed_attempts} failures stored, "
-                f"{failures} distinct signatures answered invalid_signature"
-            )
-        elif challenge.failed_attempts < failures:
-            report.lost += 1
-            report.fail(
-                f"challenge {challenge_id}: {failures} signatures answered invalid_signature, "
-                f"only {challenge.failed_attempts} stored"
-            )
-        if challenge_id in verified_signature:
-            if (challenge_id, verified_signature[challenge_id]) not in correct:
-                report.wrongly_verified += 1
-                report.fail(f"challenge {challenge_id} verified by a signature that was not right")
-            if challenge_id not in told_verified:
-                report.fail(f"challenge {challenge_id} verified but no client was answered 204")
 
 
 def _check_otps(report: Report, otps: list[TopicRecord], registered: set[str]) -> None:

@@ -1,8 +1,10 @@
 """Concurrency at 50: the single-use challenge and the PSD2 attempt limit hold when many
-PUTs for one challenge race through the API, Kafka and the worker (SPEC §4, §5).
+PUTs for one challenge race through the API, Kafka and the worker (SPEC §4, §5, §8), on a
+binding challenge and on a device challenge alike.
 
-tests/system/test_device_binding_http.py already races 20 correct signatures; here 50
-race, the events and the store are counted exactly, and the attempt limit is raced too.
+tests/system/ already races 20 correct binding signatures and 50 correct device signatures;
+here 50 race on each kind, the events and the store are counted exactly, and the attempt
+limit is raced too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.engine import create_engine
+from tests.faults.kinds import BINDING, DEVICE, DEVICES, Kind
 from tests.support.http import Tokens, api_client, api_settings
 from tests.support.worker import (
     DeviceKey,
@@ -29,15 +32,34 @@ from tests.support.worker import (
     worker_settings,
 )
 from worker.settings import WorkerSettings
-from worker.tables import AttemptRow, ChallengeRow, DeviceRow, RefusalRow
+from worker.tables import (
+    AttemptRow,
+    ChallengeRow,
+    DeviceAttemptRow,
+    DeviceChallengeRow,
+    DeviceKeyRow,
+    DeviceRow,
+    RefusalRow,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka]
 
 RACERS = 50
-SIGNATURES = "/v1/mfa/challenges/signatures"
-VERIFIED = "mfa.device_binding.signature_verified"
-REJECTED = "mfa.device_binding.signature_rejected"
-CREATED = "mfa.device_binding.challenge_created"
+KINDS = [pytest.param(BINDING, id="binding"), pytest.param(DEVICE, id="device")]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A pending challenge to race on: its kind, id, what the device signs, and its device."""
+
+    kind: Kind
+    id: str
+    text: str  # the OTP, or the string to sign
+    key: DeviceKey
+
+    def signed_by(self, signer: DeviceKey) -> str:
+        """A fresh signature (ECDSA is randomised) of what the challenge asks to sign."""
+        return signer.sign(self.text) if self.kind is BINDING else signer.sign_text(self.text)
 
 
 @dataclass
@@ -49,27 +71,37 @@ class Stack:
     otps: TopicReader
     store: AsyncEngine
 
-    async def register(self, key: DeviceKey) -> tuple[str, str]:
-        """A new device's (challenge id, OTP)."""
+    async def target(self, kind: Kind) -> Target:
+        """A new device's binding challenge; or, for a device challenge, the device bound
+        first and a login opened for it."""
+        key = DeviceKey()
         response = await self.http.post(
-            "/v1/mfa/devices",
+            DEVICES,
             headers=self.tokens.headers(),
             json={"person_id": "person-racing", "key_type": "ecdsa-p256", "key": key.public_hex},
         )
         assert response.status_code == 202, response.text
-        challenge_id: str = response.json()["challenge"]["id"]
+        challenge_id = response.json()["challenge"]["id"]
         [record] = await self.otps.wait_for(lambda r: r["value"]["challenge_id"] == challenge_id)
-        return challenge_id, record["value"]["otp"]
+        binding = Target(BINDING, challenge_id, record["value"]["otp"], key)
+        if kind is BINDING:
+            return binding
+        assert (await self.put(binding, binding.signed_by(key))).status_code == 204
+        opened = await self.http.post(
+            DEVICE.path, headers=self.tokens.headers(), json={"device_id": response.json()["id"]}
+        )
+        assert opened.status_code == 201, opened.text
+        return Target(DEVICE, opened.json()["id"], opened.json()["string_to_sign"], key)
 
-    async def put(self, challenge_id: str, signature: str) -> httpx.Response:
+    async def put(self, target: Target, signature: str) -> httpx.Response:
         return await self.http.put(
-            f"{SIGNATURES}/{challenge_id}",
+            f"{target.kind.path}/{target.id}",
             headers=self.tokens.headers(),
             json={"signature": signature},
         )
 
-    async def race(self, challenge_id: str, signatures: list[str]) -> list[httpx.Response]:
-        return await asyncio.gather(*(self.put(challenge_id, s) for s in signatures))
+    async def race(self, target: Target, signatures: list[str]) -> list[httpx.Response]:
+        return await asyncio.gather(*(self.put(target, s) for s in signatures))
 
     async def events_of(self, challenge_id: str, count: int) -> list[dict[str, Any]]:
         """Every event of the challenge, once ``count`` have arrived; the caller makes sure,
@@ -78,27 +110,45 @@ class Stack:
         await self.events.poll()
         return [r["value"] for r in self.events.records if r["value"]["subject"] == challenge_id]
 
-    async def challenge(self, challenge_id: str) -> ChallengeRow:
+    async def challenge(self, target: Target) -> tuple[str, int, bool]:
+        """(status, failed attempts, whether what verification needs is still kept)."""
         async with AsyncSession(self.store) as session:
-            challenge = await session.get(ChallengeRow, challenge_id)
-        assert challenge is not None
-        return challenge
+            if target.kind is BINDING:
+                row = await session.get(ChallengeRow, target.id)
+                assert row is not None
+                return row.status, row.failed_attempts, row.otp_digest is not None
+            signing = await session.get(DeviceChallengeRow, target.id)
+            assert signing is not None
+            kept = signing.message_digest is not None
+            return signing.status, signing.failed_attempts, kept
 
-    async def count(self, table: Any, challenge_id: str) -> int:
+    async def count(self, target: Target, *, refusals: bool = False) -> int:
+        table: Any = RefusalRow if refusals else AttemptRow
+        if target.kind is DEVICE and not refusals:
+            table = DeviceAttemptRow
         async with self.store.connect() as connection:
             counted = await connection.scalar(
-                select(func.count()).select_from(table).where(table.challenge_id == challenge_id)
+                select(func.count()).select_from(table).where(table.challenge_id == target.id)
             )
         return int(counted or 0)
 
-    async def device_status(self, challenge_id: str) -> str:
+    async def effect(self, target: Target) -> str:
+        """What a verified signature changes elsewhere: the device's status (binding), or
+        whether the challenge's key was used (device signing)."""
         async with self.store.connect() as connection:
-            status = await connection.scalar(
-                select(DeviceRow.status)
-                .join(ChallengeRow, ChallengeRow.device_id == DeviceRow.id)
-                .where(ChallengeRow.id == challenge_id)
+            if target.kind is BINDING:
+                status = await connection.scalar(
+                    select(DeviceRow.status)
+                    .join(ChallengeRow, ChallengeRow.device_id == DeviceRow.id)
+                    .where(ChallengeRow.id == target.id)
+                )
+                return str(status)
+            used_at = await connection.scalar(
+                select(DeviceKeyRow.used_at)
+                .join(DeviceChallengeRow, DeviceChallengeRow.key_id == DeviceKeyRow.id)
+                .where(DeviceChallengeRow.id == target.id)
             )
-        return str(status)
+            return "unused" if used_at is None else "used"
 
 
 @pytest.fixture
@@ -135,13 +185,15 @@ def _listed_code(response: httpx.Response) -> str:
     return code
 
 
-async def test_fifty_distinct_correct_signatures_bind_exactly_once(stack: Stack) -> None:
-    key = DeviceKey()
-    challenge_id, otp = await stack.register(key)
-    signatures = list({key.sign(otp) for _ in range(RACERS)})
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fifty_distinct_correct_signatures_verify_exactly_once(
+    stack: Stack, kind: Kind
+) -> None:
+    target = await stack.target(kind)
+    signatures = list({target.signed_by(target.key) for _ in range(RACERS)})
     assert len(signatures) == RACERS  # ECDSA is randomised: fifty distinct correct signatures
 
-    responses = await stack.race(challenge_id, signatures)
+    responses = await stack.race(target, signatures)
 
     assert Counter(r.status_code for r in responses) == {204: 1, 409: RACERS - 1}
     winner = next(s for s, r in zip(signatures, responses, strict=True) if r.status_code == 204)
@@ -152,43 +204,44 @@ async def test_fifty_distinct_correct_signatures_bind_exactly_once(stack: Stack)
     # A 51st correct signature, after the race: refused like the losers, and its event comes
     # after every earlier one of the challenge (one partition, in order), so counting up to
     # it counts them all.
-    late = await stack.put(challenge_id, key.sign(otp))
+    late = await stack.put(target, target.signed_by(target.key))
     assert _listed_code(late) == "challenge_already_verified"
-    events = await stack.events_of(challenge_id, count=1 + RACERS + 1)
+    events = await stack.events_of(target.id, count=1 + RACERS + 1)
     assert len(events) == 1 + RACERS + 1
     kinds = Counter((e["type"], e["data"].get("reason")) for e in events)
     assert kinds == {
-        (CREATED, None): 1,
-        (VERIFIED, None): 1,
-        (REJECTED, "challenge_already_verified"): RACERS,
+        (kind.created, None): 1,
+        (kind.verified, None): 1,
+        (kind.rejected, "challenge_already_verified"): RACERS,
     }
-    [verified] = [e for e in events if e["type"] == VERIFIED]
+    [verified] = [e for e in events if e["type"] == kind.verified]
     assert verified["data"]["signature"] == winner
     assert verified["data"]["attempt"] == 1
     assert len({e["id"] for e in events}) == len(events)
 
-    challenge = await stack.challenge(challenge_id)
-    assert (challenge.status, challenge.failed_attempts) == ("verified", 0)
-    assert challenge.otp_digest is None
-    assert await stack.count(AttemptRow, challenge_id) == 1
-    assert await stack.count(RefusalRow, challenge_id) == RACERS
-    assert await stack.device_status(challenge_id) == "bound"
+    assert await stack.challenge(target) == ("verified", 0, False)
+    assert await stack.count(target) == 1
+    assert await stack.count(target, refusals=True) == RACERS
+    assert await stack.effect(target) == ("bound" if kind is BINDING else "used")
 
 
-async def test_fifty_wrong_signatures_on_the_last_attempt_count_once(stack: Stack) -> None:
-    key, impostor = DeviceKey(), DeviceKey()
-    challenge_id, otp = await stack.register(key)
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fifty_wrong_signatures_on_the_last_attempt_count_once(
+    stack: Stack, kind: Kind
+) -> None:
+    target = await stack.target(kind)
+    impostor = DeviceKey()
     for remaining in (4, 3, 2, 1):
-        response = await stack.put(challenge_id, impostor.sign(otp))
+        response = await stack.put(target, target.signed_by(impostor))
         assert response.status_code == 403, response.text
         assert _listed_code(response) == "invalid_signature"
         noun = "attempt remains" if remaining == 1 else "attempts remain"
         assert f"{remaining} {noun}" in response.json()["errors"][0]["detail"]
-    assert (await stack.challenge(challenge_id)).failed_attempts == 4
+    assert await stack.challenge(target) == ("pending", 4, True)
 
-    wrong = list({impostor.sign(otp) for _ in range(RACERS)})
+    wrong = list({target.signed_by(impostor) for _ in range(RACERS)})
     assert len(wrong) == RACERS
-    responses = await stack.race(challenge_id, wrong)
+    responses = await stack.race(target, wrong)
 
     # SPEC §3/§4: the fifth failure is the last one counted (403, none left); the challenge
     # is then locked, and every later attempt is refused uncounted with 409 challenge_locked.
@@ -199,28 +252,25 @@ async def test_fifty_wrong_signatures_on_the_last_attempt_count_once(stack: Stac
     assert Counter(_listed_code(r) for r in responses if r.status_code == 409) == {
         "challenge_locked": RACERS - 1
     }
-    challenge = await stack.challenge(challenge_id)
-    assert (challenge.status, challenge.failed_attempts) == ("locked", 5)
-    assert challenge.otp_digest is None
-    assert await stack.count(AttemptRow, challenge_id) == 5
+    assert await stack.challenge(target) == ("locked", 5, False)
+    assert await stack.count(target) == 5
 
     # The device's own, correct signature is refused after the lock (SPEC §4).
-    right = await stack.put(challenge_id, key.sign(otp))
+    right = await stack.put(target, target.signed_by(target.key))
     assert right.status_code == 409
     assert _listed_code(right) == "challenge_locked"
 
-    events = await stack.events_of(challenge_id, count=1 + 4 + RACERS + 1)
+    events = await stack.events_of(target.id, count=1 + 4 + RACERS + 1)
     assert len(events) == 1 + 4 + RACERS + 1
     kinds = Counter((e["type"], e["data"].get("reason")) for e in events)
     assert kinds == {
-        (CREATED, None): 1,
-        (REJECTED, "invalid_signature"): 5,
-        (REJECTED, "challenge_locked"): RACERS,
+        (kind.created, None): 1,
+        (kind.rejected, "invalid_signature"): 5,
+        (kind.rejected, "challenge_locked"): RACERS,
     }
     counted = [e["data"] for e in events if e["data"].get("reason") == "invalid_signature"]
     assert sorted(d["attempt"] for d in counted) == [1, 2, 3, 4, 5]
     assert sorted(d["attempts_remaining"] for d in counted) == [0, 1, 2, 3, 4]
-    challenge = await stack.challenge(challenge_id)
-    assert (challenge.status, challenge.failed_attempts) == ("locked", 5)
-    assert await stack.count(AttemptRow, challenge_id) == 5
-    assert await stack.device_status(challenge_id) == "pending"
+    assert await stack.challenge(target) == ("locked", 5, False)
+    assert await stack.count(target) == 5
+    assert await stack.effect(target) == ("pending" if kind is BINDING else "unused")

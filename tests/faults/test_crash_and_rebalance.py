@@ -2,16 +2,20 @@
 
 Real processes on a real broker and a real database (SQLite, then PostgreSQL): API replicas
 (``python -m api``) and worker processes (``python -m worker``). A load shaped like a bank's
-app runs through the API while workers are killed, restarted, added and stopped. Afterwards
-everything is counted (see :func:`tests.faults.invariants.check_invariants`): every request got a
-terminal answer, the store agrees with the answers and with the events topic, no attempt is
-counted twice, nothing is verified that should not be, and no event id carries two contents.
+app runs through the API while workers are killed, restarted, added and stopped: devices
+bound, and about a third of the requests device signing on the bound devices (SPEC §8).
+Afterwards everything is counted (see :func:`tests.faults.invariants.check_invariants`), for
+binding and device challenges alike: every request got a terminal answer, the store agrees
+with the answers and with the events topic, no attempt is counted twice, nothing is verified
+that should not be, and no event id carries two contents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -20,8 +24,12 @@ import pytest
 from harness.processes import Children
 from harness.stack import worker_environment
 from harness.topics import TopicRecord, read_topic, wait_for_group, wait_until_drained
-from tests.faults.driver import AppClient, LoadDriver, OtpBook
-from tests.faults.invariants import Report, check_invariants, longest_stall, read_store
+from tests.faults.client import AppClient
+from tests.faults.driver import LoadDriver
+from tests.faults.invariants import Report, check_invariants, longest_stall
+from tests.faults.otps import OtpBook
+from tests.faults.scenarios import DEFAULT_MIX
+from tests.faults.snapshot import read_store
 from tests.faults.stack import start_stack
 from tests.support.http import Tokens
 from tests.support.worker import worker_settings
@@ -64,6 +72,27 @@ async def _collect(
     return report, events, f"commands={commands} taken_up={received}"
 
 
+@asynccontextmanager
+async def driving(
+    settings: WorkerSettings, urls: list[str], tokens: Tokens, *, seed: int
+) -> AsyncIterator[LoadDriver]:
+    """The load on the stack at ``urls``: the default mix, binding and device signing, with
+    the OTPs read as the customers' phones would get them."""
+    async with (
+        OtpBook.reading(settings.kafka_bootstrap_servers, settings.otp_deliveries_topic) as otps,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        client = AppClient(http, urls, tokens.headers())
+        yield LoadDriver(client, otps, mix=DEFAULT_MIX, concurrency=CONCURRENCY, seed=seed)
+
+
+def _assert_device_signing_under_load(report: Report) -> None:
+    """Device signing was a real part of the load, and devices did sign."""
+    assert report.device_requests >= report.requests // 5, report.summary()
+    assert report.device_challenges > 0, report.summary()
+    assert report.device_verified > 0, report.summary()
+
+
 async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
@@ -78,13 +107,7 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
             fleet, settings, tokens, apis=APIS, workers=2, reply_wait_seconds=REPLY_WAIT_SECONDS
         )
         ready = time.monotonic()
-        async with (
-            OtpBook.reading(kafka_bootstrap, settings.otp_deliveries_topic) as otp_book,
-            httpx.AsyncClient(timeout=60) as http,
-        ):
-            driver = LoadDriver(
-                AppClient(http, urls, tokens.headers()), otp_book, concurrency=CONCURRENCY, seed=7
-            )
+        async with driving(settings, urls, tokens, seed=7) as driver:
 
             async def crash_twice() -> None:
                 # Each worker once, mid-load; a supervisor restarts it at once. The next kill
@@ -123,6 +146,11 @@ async def test_worker_killed_twice_under_load_loses_and_doubles_nothing(
     assert report.requests >= 2000
     assert report.violations == [], "\n".join(report.violations[:50])
     assert (report.lost, report.double_counted, report.wrongly_verified) == (0, 0, 0)
+    _assert_device_signing_under_load(report)
+    # Device signing requests were stalled by the kills (503, retried as the same request,
+    # their commands taken over by the restarted worker), and still none was lost or counted
+    # twice.
+    assert report.device_retried > 0, report.summary()
     # The killed workers really did work before and after: their logs show commands.
     for victim in ("worker-1", "worker-2"):
         assert '"message": "handled ' in fleet.logs_of(victim)
@@ -150,13 +178,7 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
             reply_wait_seconds=REPLY_WAIT_SECONDS,
             worker_env=extra,
         )
-        async with (
-            OtpBook.reading(kafka_bootstrap, settings.otp_deliveries_topic) as otp_book,
-            httpx.AsyncClient(timeout=60) as http,
-        ):
-            driver = LoadDriver(
-                AppClient(http, urls, tokens.headers()), otp_book, concurrency=CONCURRENCY, seed=11
-            )
+        async with driving(settings, urls, tokens, seed=11) as driver:
 
             async def move_partitions() -> None:
                 nonlocal joined_at, left_at
@@ -193,6 +215,7 @@ async def test_partitions_move_twice_under_load_nothing_lost_or_processed_twice(
     assert report.requests >= 500
     assert report.violations == [], "\n".join(report.violations[:50])
     assert (report.lost, report.double_counted, report.wrongly_verified) == (0, 0, 0)
+    _assert_device_signing_under_load(report)
     # One OTP per challenge: no registration was processed twice into a second OTP.
     assert report.several_otps == {}, f"challenges with several OTPs: {report.several_otps}"
     # The partitions did move: the newcomer processed commands, the leaver had before.
