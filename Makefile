@@ -39,7 +39,8 @@ contracts: $(STAMP)
 	$(BIN)/python -m contracts write
 	$(BIN)/python -m contracts examples
 
-# Plays the bank's app against `make run`: key, device, OTP, signature, binding.
+# Plays the bank's app against `make run`: key, device, OTP, signature, binding; then a
+# restricted key, a login and a payment the device signs (the payment shown as signed).
 demo: $(STAMP)
 	$(BIN)/python -m dev.demo
 

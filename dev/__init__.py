@@ -1,1 +1,2 @@
-"""The development stack of `make run`: the stack, the OTP sink, the demo."""
+"""The development stack of `make run`: the stack, the OTP sink, the demo (its keystore and
+transcript)."""

@@ -1,7 +1,8 @@
 """Development OTP sink: prints each OTP from ``mfa.otp-deliveries.v1``. DEVELOPMENT ONLY.
 
 In production an SMS gateway consumes that topic. Here the OTPs are printed, and appended
-to ``var/dev/otp-sink.jsonl`` so the demo can read them the way a customer reads an SMS.
+to ``var/dev/otp-sink.jsonl`` (``OTP_SINK_FILE``) so the demo can read them the way a
+customer reads an SMS. ``OTP_DELIVERIES_TOPIC`` names another topic, as for the worker.
 """
 
 from __future__ import annotations
@@ -17,14 +18,26 @@ from aiokafka import AIOKafkaConsumer
 from schemas import topics
 from schemas.otp import OtpDelivery
 
-SINK_FILE = Path(__file__).resolve().parents[1] / "var" / "dev" / "otp-sink.jsonl"
+DEFAULT_SINK_FILE = Path(__file__).resolve().parents[1] / "var" / "dev" / "otp-sink.jsonl"
+
+
+def sink_file() -> Path:
+    """Where the sink appends the OTPs, and the demo reads them."""
+    return Path(os.environ.get("OTP_SINK_FILE", DEFAULT_SINK_FILE))
+
+
+def group_id(topic: str) -> str:
+    """The sink's consumer group: one per topic, so that sinks of other topics on the same
+    broker (a test's beside ``make run``'s) do not share its rebalances."""
+    return "dev-otp-sink" if topic == topics.OTP_DELIVERIES else f"dev-otp-sink.{topic}"
 
 
 async def consume() -> None:
+    topic = os.environ.get("OTP_DELIVERIES_TOPIC", topics.OTP_DELIVERIES)
     consumer = AIOKafkaConsumer(
-        topics.OTP_DELIVERIES,
+        topic,
         bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        group_id="dev-otp-sink",
+        group_id=group_id(topic),
         auto_offset_reset="latest",
     )
     stop = asyncio.Event()
@@ -32,7 +45,8 @@ async def consume() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await consumer.start()
-    SINK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    target = sink_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
@@ -46,7 +60,7 @@ async def consume() -> None:
                         f" expires {delivery.expires_at:%H:%M:%S})",
                         flush=True,
                     )
-                    with SINK_FILE.open("a") as sink:
+                    with target.open("a") as sink:
                         sink.write(json.dumps(delivery.model_dump(mode="json")) + "\n")
     finally:
         await consumer.stop()
