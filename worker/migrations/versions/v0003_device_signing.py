@@ -7,6 +7,9 @@ Create Date: 2026-12-06
 Every device stored before this revision gets its one key (the binding key) as a row of
 ``device_keys``, so that signing finds the keys of every bound device in one place; an
 unbound device has none (unbinding removes its keys).
+
+IF NOT EXISTS, and keys copied only where missing, as in 0001: a database the worker made
+itself from its models before migrations existed is adopted as it is.
 """
 
 from collections.abc import Sequence
@@ -36,12 +39,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("created_by_command"),
         sa.UniqueConstraint("device_id", "key_purpose", name="uq_device_key_purpose"),
+        if_not_exists=True,
     )
     op.execute(
         "INSERT INTO device_keys (id, device_id, key_purpose, public_key, created_at,"
         " created_by_command, created_by_request)"
         " SELECT key_id, id, key_purpose, public_key, created_at, created_by_command,"
         " created_by_request FROM devices WHERE status != 'unbound'"
+        " AND NOT EXISTS (SELECT 1 FROM device_keys AS k WHERE k.id = devices.key_id)"
     )
     op.create_table(
         "device_challenges",
@@ -63,9 +68,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["device_id"], ["devices.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("created_by_command"),
+        if_not_exists=True,
     )
     op.create_index(
-        "ix_device_challenges_device", "device_challenges", ["device_id", "status"], unique=False
+        "ix_device_challenges_device",
+        "device_challenges",
+        ["device_id", "status"],
+        unique=False,
+        if_not_exists=True,
     )
     op.create_table(
         "device_attempts",
@@ -79,6 +89,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["challenge_id"], ["device_challenges.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("challenge_id", "signature", name="uq_device_attempt_signature"),
+        if_not_exists=True,
     )
 
 
