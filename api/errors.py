@@ -6,19 +6,21 @@
     ├── Forbidden             403 insufficient_scope    from api.auth.InsufficientScope
     ├── NotFound              404 not_found             path id not a UUID, unknown route
     ├── MethodNotAllowed      405 method_not_allowed
-    ├── Rejected              403/404/409 <reason>      a worker refused the command
+    ├── Rejected              403/404/409/429 <reason>  a worker refused the command
+    ├── TooManyRequests       429 too_many_requests     the client's rate (the front's own)
     ├── InternalError         500 generic_error         a bug; details only in the log
     └── Unavailable           503, with Retry-After
         ├── ServiceUnavailable    service_unavailable   Kafka did not take the command
         └── VerificationPending   verification_pending  no reply in time; retry the same call
 
-Statuses 401, 403 and 409 answer an :class:`~schemas.errors.ErrorList`, every other one a
+Statuses 401, 403, 409 and 429 answer an :class:`~schemas.errors.ErrorList`, every other one a
 :class:`~schemas.errors.FlatError` (:func:`render`). ``id`` is the request's correlation id.
 A body never carries a stack trace, a submitted value (signature, key, device data) or a
 token. :mod:`api.error_handlers` turns exceptions into these answers.
 """
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from fastapi.responses import JSONResponse
@@ -129,6 +131,8 @@ _REJECTION_TITLES: Final = {
     Reason.RESTRICTED_KEY_REQUIRED: "Restricted Key Required",
     Reason.KEY_PURPOSE_MISSING: "Key Purpose Missing",
     Reason.KEY_PURPOSE_TAKEN: "Key Purpose Taken",
+    Reason.PERSON_TEMPORARILY_LOCKED: "Person Temporarily Locked",
+    Reason.TOO_MANY_REQUESTS: "Too Many Requests",
 }
 _REJECTION_DETAILS: Final = {
     Reason.CHALLENGE_EXPIRED: "The challenge has expired.",
@@ -143,6 +147,11 @@ _REJECTION_DETAILS: Final = {
     ),
     Reason.KEY_PURPOSE_MISSING: "The device holds no key of the requested purpose.",
     Reason.KEY_PURPOSE_TAKEN: "The device already holds a key of this purpose.",
+    Reason.PERSON_TEMPORARILY_LOCKED: (
+        "Too many failed signatures in a row for this person; new challenges are refused"
+        " until the lock ends."
+    ),
+    Reason.TOO_MANY_REQUESTS: "Too many requests; retry after the time given in Retry-After.",
 }
 _REJECTION_FIELDS: Final = {
     Reason.INVALID_SIGNATURE: "signature",
@@ -151,6 +160,7 @@ _REJECTION_FIELDS: Final = {
     Reason.RESTRICTED_KEY_REQUIRED: "key_purpose",
     Reason.KEY_PURPOSE_MISSING: "key_purpose",
     Reason.KEY_PURPOSE_TAKEN: "key_purpose",
+    Reason.PERSON_TEMPORARILY_LOCKED: "person_id",
 }
 
 
@@ -159,11 +169,23 @@ class Rejected(ApiError):
     event's ``reason``. The wording is the API's alone: nothing the worker knows (who owns a
     challenge, why a signature failed) can reach a caller."""
 
-    def __init__(self, reason: Reason, *, attempts_remaining: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: Reason,
+        *,
+        attempts_remaining: int | None = None,
+        retry_after_seconds: int | None = None,
+        locked_until: datetime | None = None,
+    ) -> None:
         if reason is Reason.INVALID_SIGNATURE:
             detail = _invalid_signature_detail(attempts_remaining)
         elif reason is Reason.NOT_FOUND:
             detail = NOT_FOUND_DETAIL
+        elif reason is Reason.PERSON_TEMPORARILY_LOCKED and locked_until is not None:
+            detail = (
+                "Too many failed signatures in a row for this person; new challenges are"
+                f" refused until {locked_until.astimezone(UTC).isoformat().replace('+00:00', 'Z')}."
+            )
         else:
             detail = _REJECTION_DETAILS[reason]
         super().__init__(
@@ -172,6 +194,11 @@ class Rejected(ApiError):
             title=_REJECTION_TITLES[reason],
             detail=detail,
             field=_REJECTION_FIELDS.get(reason, "id"),
+            headers=(
+                {"Retry-After": str(max(1, retry_after_seconds))}
+                if retry_after_seconds is not None
+                else None
+            ),
         )
         self.reason = reason
         self.attempts_remaining = attempts_remaining
@@ -183,6 +210,21 @@ def _invalid_signature_detail(attempts_remaining: int | None) -> str:
     if attempts_remaining == 1:
         return "The signature does not verify; 1 attempt remains."
     return f"The signature does not verify; {attempts_remaining} attempts remain."
+
+
+class TooManyRequests(ApiError):
+    """429 decided by the HTTP front itself (the client's rate), before anything is
+    published; the worker's limits arrive as a :class:`Rejected` of the same code."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            status=429,
+            code=Reason.TOO_MANY_REQUESTS.value,
+            title=_REJECTION_TITLES[Reason.TOO_MANY_REQUESTS],
+            detail=_REJECTION_DETAILS[Reason.TOO_MANY_REQUESTS],
+            field="Authorization",
+            headers={"Retry-After": str(max(1, retry_after_seconds))},
+        )
 
 
 class InternalError(ApiError):

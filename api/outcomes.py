@@ -40,6 +40,11 @@ def _raise_unless_ok(reply: Reply) -> None:
     if reply.outcome == "ok":
         return
     if reply.outcome == "rejected" and reply.reason is not None:
-        raise Rejected(reply.reason, attempts_remaining=reply.attempts_remaining)
+        raise Rejected(
+            reply.reason,
+            attempts_remaining=reply.attempts_remaining,
+            retry_after_seconds=reply.retry_after_seconds,
+            locked_until=reply.locked_until,
+        )
     logger.error("reply to command %s is rejected without a reason", reply.command_id)
     raise InternalError()

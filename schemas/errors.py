@@ -1,7 +1,8 @@
 """HTTP error bodies, in the two shapes the seed endpoint defines, and the error codes.
 
 - 400, 404, 500, 503 answer a flat :class:`FlatError`;
-- 401, 403, 409 answer an :class:`ErrorList` of :class:`ErrorItem`.
+- 401, 403, 409 and 429 answer an :class:`ErrorList` of :class:`ErrorItem` (SPEC §9 gives
+  429 the list shape).
 
 A rejection decided by a worker uses its :class:`~schemas.reasons.Reason` value as ``code``;
 the codes below are the ones only the HTTP front produces.
@@ -11,7 +12,7 @@ from enum import StrEnum
 
 from schemas.model import WireModel
 
-LIST_SHAPED_STATUSES = frozenset({401, 403, 409})
+LIST_SHAPED_STATUSES = frozenset({401, 403, 409, 429})
 
 
 class ErrorCode(StrEnum):

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     DEVICE_SIGNATURE_VERIFIED = "mfa.device_binding.device_signature_verified"
     DEVICE_SIGNATURE_REJECTED = "mfa.device_binding.device_signature_rejected"
     KEY_ADDED = "mfa.device_binding.key_added"
+    PERSON_LOCKED = "mfa.device_binding.person_locked"
 
 
 class ChallengeCreated(WireModel):
@@ -113,6 +114,21 @@ class KeyAdded(WireModel):
     added_at: datetime
 
 
+class PersonLocked(WireModel):
+    """A person's new challenges are refused until ``locked_until`` (SPEC §9): the failed
+    signature that made ``consecutive_failures`` reach the limit, and where it happened."""
+
+    person_id: str
+    client_id: str
+    consecutive_failures: int
+    # The attempt that locked the person: its challenge (or, for a key addition, its device).
+    challenge_id: UUID | None
+    device_id: UUID | None
+    request_id: str
+    locked_at: datetime
+    locked_until: datetime
+
+
 Data = TypeVar(
     "Data",
     ChallengeCreated,
@@ -121,6 +137,7 @@ Data = TypeVar(
     DeviceChallengeCreated,
     DeviceSignatureAttempt,
     KeyAdded,
+    PersonLocked,
 )
 
 
@@ -192,3 +209,10 @@ class KeyAddedEvent(CloudEvent[KeyAdded]):
     """``key_added``: a key was added to a bound device; ``subject`` is the device."""
 
     type: Literal[EventType.KEY_ADDED]
+
+
+class PersonLockedEvent(CloudEvent[PersonLocked]):
+    """``person_locked``: too many failed signatures in a row; ``subject`` is the person
+    (``client_id/person_id``), the Kafka key too, so a person's locks stay in order."""
+
+    type: Literal[EventType.PERSON_LOCKED]

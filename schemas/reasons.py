@@ -27,6 +27,12 @@ class Reason(StrEnum):
     KEY_PURPOSE_MISSING = "key_purpose_missing"
     # A key added to a device under a purpose it already holds a key for.
     KEY_PURPOSE_TAKEN = "key_purpose_taken"
+    # SPEC §9: the person failed too many signatures in a row; new challenges are refused
+    # until the lock ends.
+    PERSON_TEMPORARILY_LOCKED = "person_temporarily_locked"
+    # SPEC §9: a limit on the person's pending challenges or OTPs per hour (the worker), or on
+    # the client's request rate (the HTTP front).
+    TOO_MANY_REQUESTS = "too_many_requests"
 
 
 # The reasons a ``signature_rejected`` event may carry: SPEC §5's five, and
@@ -54,4 +60,6 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.RESTRICTED_KEY_REQUIRED: 409,
     Reason.KEY_PURPOSE_MISSING: 409,
     Reason.KEY_PURPOSE_TAKEN: 409,
+    Reason.PERSON_TEMPORARILY_LOCKED: 409,
+    Reason.TOO_MANY_REQUESTS: 429,
 }

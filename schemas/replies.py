@@ -1,5 +1,6 @@
 """A worker's answer to one command, on the internal replies topic."""
 
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -18,3 +19,6 @@ class Reply(WireModel):
     # With "rejected": why. The API words the error body from it (and attempts_remaining).
     reason: Reason | None = None
     attempts_remaining: int | None = None
+    # With a limit's refusal (SPEC §9): when to try again, and when a person's lock ends.
+    retry_after_seconds: int | None = None
+    locked_until: datetime | None = None

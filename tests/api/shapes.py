@@ -55,4 +55,5 @@ def rejection_field(reason: Reason) -> str:
         Reason.RESTRICTED_KEY_REQUIRED: "key_purpose",
         Reason.KEY_PURPOSE_MISSING: "key_purpose",
         Reason.KEY_PURPOSE_TAKEN: "key_purpose",
+        Reason.PERSON_TEMPORARILY_LOCKED: "person_id",
     }.get(reason, "id")
