@@ -26,9 +26,10 @@ EVENTS_CHANNEL = Channel(
     topics.EVENTS,
     "Public contract. Result events, CloudEvents 1.0 in structured JSON mode: one per "
     "registration, per device signing challenge opened, per attempt that reached a worker "
-    "(binding or device signing), per key added and per unbinding. Keyed by the challenge "
-    "id, or by the device id for a key added. The CloudEvents id stays the same when an "
-    "event is published again: consumers deduplicate by it. No event carries the OTP.",
+    "(binding or device signing), per key added, per unbinding and per lock of a person. "
+    "Keyed by the challenge id, by the device id for a key added, or by client_id/person_id "
+    "for a person locked. The CloudEvents id stays the same when an event is published "
+    "again: consumers deduplicate by it. No event carries the OTP.",
     public=True,
 )
 OTP_DELIVERIES_CHANNEL = Channel(

@@ -43,6 +43,12 @@ LOGIN_ID = uuid.UUID("c5c8c1e8-9b11-4fce-9e60-a41b8d303017")
 LOGIN_AT = PAYMENT_AT - timedelta(minutes=2, seconds=40)
 LOGIN_NONCE = "e71c169ccc5f7e99da71d13de532bb0d1c34d2539cd08da794623f944ffec017"
 UNKNOWN_DEVICE_CHALLENGE_ID = uuid.UUID("d9eff28a-8511-4903-aec9-3ea08ca35afb")
+# SPEC section 9: the person locked by the 5th failed signature in a row, on the payment, for
+# PERSON_LOCK_SECONDS' default of 900 seconds.
+PERSON_SUBJECT = f"{CLIENT_ID}/{PERSON_ID}"
+LOCK_FAILURES = 5
+LOCKED_AT = PAYMENT_AT + timedelta(minutes=1, seconds=37, milliseconds=23)
+LOCKED_UNTIL = LOCKED_AT + timedelta(seconds=900)
 
 
 def fixed_id(label: str) -> uuid.UUID:

@@ -26,6 +26,9 @@ from contracts.example_values import (
     KEY_ADDED_AT,
     KEY_ID,
     LIFETIME,
+    LOCK_FAILURES,
+    LOCKED_AT,
+    LOCKED_UNTIL,
     LOGIN_AT,
     LOGIN_ID,
     LOGIN_NONCE,
@@ -34,6 +37,7 @@ from contracts.example_values import (
     PAYMENT_ID,
     PAYMENT_NONCE,
     PERSON_ID,
+    PERSON_SUBJECT,
     RESTRICTED_KEY_ID,
     fixed_id,
 )
@@ -48,6 +52,8 @@ from schemas.events import (
     EventType,
     KeyAdded,
     KeyAddedEvent,
+    PersonLocked,
+    PersonLockedEvent,
 )
 from schemas.reasons import SIGNATURE_REJECTION_REASONS, Reason
 from schemas.signals import ReasonCount, Scope, SuspiciousActivity, SuspiciousActivityEvent
@@ -69,6 +75,7 @@ def example_events() -> Iterator[tuple[str, BaseModel]]:
     yield "device_signature_verified", device_verified()
     for reason in sorted(DEVICE_SIGNATURE_REJECTION_REASONS):
         yield f"device_signature_rejected.{reason.value}", device_rejection(reason)
+    yield "person_locked", _person_locked()
 
 
 def _challenge_created() -> ChallengeCreatedEvent:
@@ -203,5 +210,26 @@ def _device_challenge_created(*, payment: bool) -> DeviceChallengeCreatedEvent:
             request_id=request_id,
             created_at=created_at,
             expires_at=expires_at,
+        ),
+    )
+
+
+def _person_locked() -> PersonLockedEvent:
+    """The person locked by a wrong signature on the payment, their 5th failure in a row."""
+    return PersonLockedEvent(
+        id=str(fixed_id("person_locked")),
+        type=EventType.PERSON_LOCKED,
+        # Keyed by the person: a lock belongs to no one challenge.
+        subject=PERSON_SUBJECT,
+        time=LOCKED_AT,
+        data=PersonLocked(
+            person_id=PERSON_ID,
+            client_id=CLIENT_ID,
+            consecutive_failures=LOCK_FAILURES,
+            challenge_id=PAYMENT_ID,
+            device_id=DEVICE_ID,
+            request_id="req-3f81c0d7-pay",
+            locked_at=LOCKED_AT,
+            locked_until=LOCKED_UNTIL,
         ),
     )

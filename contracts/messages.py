@@ -39,6 +39,7 @@ from schemas.events import (
     DeviceSignatureVerifiedEvent,
     DeviceUnboundEvent,
     KeyAddedEvent,
+    PersonLockedEvent,
     SignatureRejectedEvent,
     SignatureVerifiedEvent,
 )
@@ -112,6 +113,12 @@ _DEVICE_EVENT_KEY = MessageKey(
     "The device id, which is also the event's subject: the keys of one device are added in "
     "order on one partition.",
 )
+_PERSON_EVENT_KEY = MessageKey(
+    "/subject",
+    "The person as client_id/person_id, which is also the event's subject: the locks of one "
+    "person stay in order on one partition.",
+    is_uuid=False,
+)
 _CLOUDEVENTS_HEADER = Header(
     "content-type", "CloudEvents structured JSON mode.", const=CLOUDEVENTS_CONTENT_TYPE
 )
@@ -121,6 +128,22 @@ _REPLY_PARTITION = Header(
     "The partition of the replies topic the sending API replica reads (decimal ASCII): the "
     "worker's reply goes there. Absent: the reply is partitioned by its key.",
 )
+
+
+def _event(
+    name: str, summary: str, payload: type[BaseModel], key: MessageKey = _EVENT_KEY
+) -> MessageSpec:
+    """A result event on the events channel: a CloudEvent in structured JSON mode."""
+    return MessageSpec(
+        name,
+        EVENTS_CHANNEL,
+        summary,
+        payload,
+        key,
+        CLOUDEVENTS_CONTENT_TYPE,
+        (_CLOUDEVENTS_HEADER,),
+    )
+
 
 COMMAND_MESSAGES = (
     MessageSpec(
@@ -214,78 +237,54 @@ COMMAND_MESSAGES = (
 )
 
 EVENT_MESSAGES = (
-    MessageSpec(
+    _event(
         "challenge_created",
-        EVENTS_CHANNEL,
         "A device was registered and its signature challenge issued.",
         ChallengeCreatedEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "signature_verified",
-        EVENTS_CHANNEL,
         "An attempt's signature verified: the device is bound.",
         SignatureVerifiedEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "signature_rejected",
-        EVENTS_CHANNEL,
         "An attempt was refused; data.reason says why.",
         SignatureRejectedEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "device_unbound",
-        EVENTS_CHANNEL,
         "A device was unbound; the subject is the challenge that had bound it.",
         DeviceUnboundEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "device_challenge_created",
-        EVENTS_CHANNEL,
         "A bound device was asked to sign (a login, or a payment: data.transaction); "
         "data.string_to_sign is what it is to sign.",
         DeviceChallengeCreatedEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "device_signature_verified",
-        EVENTS_CHANNEL,
         "A device signing attempt's signature verified.",
         DeviceSignatureVerifiedEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "device_signature_rejected",
-        EVENTS_CHANNEL,
         "A device signing attempt was refused; data.reason says why.",
         DeviceSignatureRejectedEvent,
-        _EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
     ),
-    MessageSpec(
+    _event(
         "key_added",
-        EVENTS_CHANNEL,
         "A key was added to a bound device, vouched for by a key the device held.",
         KeyAddedEvent,
         _DEVICE_EVENT_KEY,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
+    ),
+    _event(
+        "person_locked",
+        "A person failed too many signatures in a row (SPEC section 9): their new challenges "
+        "are refused until data.locked_until. The subject is the person, client_id/person_id.",
+        PersonLockedEvent,
+        _PERSON_EVENT_KEY,
     ),
 )
 

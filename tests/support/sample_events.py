@@ -14,6 +14,8 @@ from schemas.events import (
     EventType,
     KeyAdded,
     KeyAddedEvent,
+    PersonLocked,
+    PersonLockedEvent,
     SignatureAttempt,
 )
 from schemas.reasons import Reason
@@ -189,5 +191,39 @@ def as_device_attempt(
         data=DeviceSignatureAttempt(
             **event.data.model_dump(),
             key_purpose=key_purpose if event.data.device_id is not None else None,
+        ),
+    )
+
+
+def person_locked_event(
+    number: int,
+    *,
+    person_id: str = "person-1",
+    client_id: str = "bank-app-1",
+    by_key_addition: bool = False,
+    locked_at: datetime | None = None,
+    lock: timedelta = timedelta(seconds=900),
+) -> PersonLockedEvent:
+    """The person locked (SPEC §9) by a failed signature on the ``number``-th device signing
+    challenge, their 5th in a row; ``by_key_addition``: by one on a key added to that
+    challenge's device, so no challenge. Keyed by the person as the worker keys it, and
+    identified as it identifies it: by the person and when the lock starts."""
+    challenge_id, device_id, _ = _device_signing_ids(number)
+    locked = locked_at or _EPOCH + timedelta(seconds=number)
+    subject = f"{client_id}/{person_id}"
+    return PersonLockedEvent(
+        id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"person-locked-{subject}@{locked.isoformat()}")),
+        type=EventType.PERSON_LOCKED,
+        subject=subject,
+        time=locked,
+        data=PersonLocked(
+            person_id=person_id,
+            client_id=client_id,
+            consecutive_failures=5,
+            challenge_id=None if by_key_addition else challenge_id,
+            device_id=device_id,
+            request_id=f"req-{'add-key' if by_key_addition else 'sign'}-{number}",
+            locked_at=locked,
+            locked_until=locked + lock,
         ),
     )
