@@ -35,8 +35,9 @@ class Reason(StrEnum):
     TOO_MANY_REQUESTS = "too_many_requests"
 
 
-# The reasons a ``signature_rejected`` event may carry: SPEC §5's five, and
-# device_limit_reached for a binding that would exceed the limit of bound devices.
+# The reasons a ``signature_rejected`` event may carry: SPEC §5's five, device_limit_reached
+# for a binding that would exceed the limit of bound devices, and person_temporarily_locked
+# for an attempt while the person is locked (SPEC §9).
 SIGNATURE_REJECTION_REASONS = frozenset(
     {
         Reason.INVALID_SIGNATURE,
@@ -45,6 +46,7 @@ SIGNATURE_REJECTION_REASONS = frozenset(
         Reason.CHALLENGE_ALREADY_VERIFIED,
         Reason.NOT_FOUND,
         Reason.DEVICE_LIMIT_REACHED,
+        Reason.PERSON_TEMPORARILY_LOCKED,
     }
 )
 

@@ -1,6 +1,7 @@
 """How a command off the hot path is answered (the reply) and announced (its event), and
 where announcements go: shared by :mod:`worker.binding` and :mod:`worker.signing`."""
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from schemas.model import WireModel
 from schemas.otp import OtpDelivery
 from schemas.reasons import Reason
 from schemas.replies import Reply
+from worker.decisions.persons import Limited
 
 Clock = Callable[[], datetime]
 # An event to publish: its Kafka key and its CloudEvent JSON.
@@ -44,6 +46,11 @@ class Answer:
     body: JsonValue = None
     reason: Reason | None = None
     event: Event | None = None
+    # Announced with it: a person_locked event started by this command's failure.
+    extra_events: tuple[Event, ...] = ()
+    # With a limit's refusal: when to retry, when a person's lock ends.
+    retry_after_seconds: int | None = None
+    locked_until: datetime | None = None
 
 
 def ok(body: WireModel | None, *, event: Event | None = None) -> Answer:
@@ -51,5 +58,17 @@ def ok(body: WireModel | None, *, event: Event | None = None) -> Answer:
     return Answer("ok", body=payload, event=event)
 
 
-def rejected(reason: Reason) -> Answer:
-    return Answer("rejected", reason=reason)
+def rejected(reason: Reason, *, extra_events: tuple[Event, ...] = ()) -> Answer:
+    return Answer("rejected", reason=reason, extra_events=extra_events)
+
+
+def limited(refusal: Limited) -> Answer:
+    """A refusal by one of the person's limits (SPEC §9), with when to retry."""
+    retry = refusal.retry_after
+    return Answer(
+        "rejected",
+        reason=refusal.reason,
+        # Rounded up: a client that waits as told is not refused again.
+        retry_after_seconds=None if retry is None else max(1, math.ceil(retry.total_seconds())),
+        locked_until=refusal.locked_until,
+    )

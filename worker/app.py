@@ -44,6 +44,7 @@ from worker.lag import LagMonitor
 from worker.migrations import WORKER_MIGRATIONS
 from worker.outbox import KafkaOutbox
 from worker.probes import ProbeServer
+from worker.retention import RefusalSweeper
 from worker.settings import WorkerSettings
 from worker.store import Store
 
@@ -71,13 +72,22 @@ class Worker:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self.verifier = BatchVerifier(settings.verify_processes)
-        runs = AttemptRuns(self.attempts, outbox, verifier=self.verifier, clock=clock)
+        runs = AttemptRuns(
+            self.attempts,
+            outbox,
+            verifier=self.verifier,
+            clock=clock,
+            person_lock=timedelta(seconds=settings.person_lock_seconds),
+        )
         service = BindingService(
             self.store,
             outbox,
             challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
             otp_delivery_lease=timedelta(seconds=settings.otp_delivery_lease_seconds),
             clock=clock,
+            otp_sends_per_hour=settings.otp_sends_per_hour,
+            max_pending=settings.max_pending_challenges,
+            person_lock=timedelta(seconds=settings.person_lock_seconds),
         )
         handler = BatchHandler(
             attempts=runs,
@@ -110,6 +120,9 @@ class Worker:
             topic=settings.commands_topic,
             group=settings.consumer_group,
             interval=settings.lag_interval_seconds,
+        )
+        self.sweeper = RefusalSweeper(
+            self.engine, retention=timedelta(seconds=settings.refusal_retention_seconds)
         )
         self.probes = ProbeServer(settings.worker_http_host, settings.worker_http_port, self.ready)
         self._draining = False
@@ -154,6 +167,7 @@ class Worker:
         await self.outbox.start()
         await self.consumer.start()
         await self.lag.start()
+        await self.sweeper.start()
         await self.probes.start()
         logger.info("worker consuming %s", self.settings.commands_topic)
 
@@ -163,6 +177,7 @@ class Worker:
         await self.consumer.drain(self.settings.shutdown_grace_seconds)
         await self.outbox.stop()
         await self.lag.stop()
+        await self.sweeper.stop()
         await self.probes.stop()
         await self.attempts.close()
         self.verifier.close()

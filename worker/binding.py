@@ -40,7 +40,12 @@ from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceList, DeviceStat
 from schemas.reasons import Reason
 from schemas.replies import Reply
 from worker import events, views
-from worker.answers import Answer, Clock, Outbox, ok, rejected, utc_now
+from worker.answers import Answer, Clock, Outbox, limited, ok, rejected, utc_now
+from worker.decisions.persons import (
+    DEFAULT_OTP_SENDS_PER_HOUR,
+    DEFAULT_PERSON_LOCK,
+    MAX_PENDING_CHALLENGES,
+)
 from worker.decisions.registrations import binding_key, registers_as, registration_rows
 from worker.errors import (
     StoreContention,
@@ -63,14 +68,22 @@ class BindingService:
         challenge_ttl: timedelta,
         otp_delivery_lease: timedelta = DEFAULT_LEASE,
         clock: Clock = utc_now,
+        otp_sends_per_hour: int = DEFAULT_OTP_SENDS_PER_HOUR,
+        max_pending: int = MAX_PENDING_CHALLENGES,
+        person_lock: timedelta = DEFAULT_PERSON_LOCK,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._ttl = challenge_ttl
         self._clock = clock
+        self._otp_sends_per_hour = otp_sends_per_hour
+        self._max_pending = max_pending
         self._otps = OtpDeliveries(store, outbox, lease=otp_delivery_lease, clock=clock)
         self._signing = SigningService(
-            SigningStore(store.engine), challenge_ttl=challenge_ttl, clock=clock
+            SigningStore(store.engine),
+            challenge_ttl=challenge_ttl,
+            clock=clock,
+            person_lock=person_lock,
         )
 
     async def handle(self, command: Command, *, reply_partition: int | None = None) -> None:
@@ -114,14 +127,19 @@ class BindingService:
             command, now=now, ttl=self._ttl, digest=otp_digest(otp), claim=claim
         )
         try:
-            registered = await self._store.register(
-                device, challenge, binding_key(device), max_bound=MAX_BOUND_DEVICES_PER_PERSON
+            refused = await self._store.register(
+                device,
+                challenge,
+                binding_key(device),
+                max_bound=MAX_BOUND_DEVICES_PER_PERSON,
+                otp_sends_per_hour=self._otp_sends_per_hour,
+                max_pending=self._max_pending,
             )
         except IntegrityError:
             # The same command, delivered twice at once: the other copy won.
             raise StoreContention("registration inserted concurrently") from None
-        if not registered:
-            return rejected(Reason.DEVICE_LIMIT_REACHED)
+        if refused is not None:
+            return limited(refused)
         return await self._announce_registration(
             command, Binding(challenge=challenge, device=device), delivery=(otp, claim)
         )
@@ -196,6 +214,8 @@ class BindingService:
         announcements: list[Awaitable[object]] = []
         if answer.event is not None:
             announcements.append(await self._outbox.event(*answer.event))
+        for extra in answer.extra_events:  # a person_locked event
+            announcements.append(await self._outbox.event(*extra))
         if command.reply_to is not None:  # None: a producer other than the API, nobody waits
             reply = Reply(
                 command_id=command.command_id,
@@ -203,6 +223,8 @@ class BindingService:
                 outcome=answer.outcome,
                 body=answer.body,
                 reason=answer.reason,
+                retry_after_seconds=answer.retry_after_seconds,
+                locked_until=answer.locked_until,
             )
             announcements.append(await self._outbox.reply(reply, reply_partition))
         await asyncio.gather(*announcements)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.commands import AttemptCommand, VerifyDeviceSignature
+from schemas.commands import AddDeviceKey, AttemptCommand, VerifyDeviceSignature
 from schemas.devices import KeyPurpose
 from schemas.events import (
     ChallengeCreated,
@@ -21,6 +21,7 @@ from schemas.events import (
     DeviceUnbound,
     EventType,
     KeyAdded,
+    PersonLocked,
     SignatureAttempt,
 )
 from schemas.reasons import Reason
@@ -175,3 +176,38 @@ def key_added(key: DeviceKeyRow, device: DeviceRow) -> CloudEvent[KeyAdded]:
             added_at=key.created_at,
         ),
     )
+
+
+def person_key(client_id: str, person_id: str) -> str:
+    """The Kafka key and CloudEvents subject of a person's events: one partition, in order."""
+    return f"{client_id}/{person_id}"
+
+
+def person_locked(
+    command: AttemptCommand | AddDeviceKey,
+    device: DeviceState | DeviceRow,
+    *,
+    failures: int,
+    locked_at: datetime,
+    locked_until: datetime,
+) -> str:
+    """The JSON of the event of a person's lock, started by ``command``'s failed signature."""
+    subject = person_key(device.client_id, device.person_id)
+    event = CloudEvent[PersonLocked](
+        # One lock per person and start time: the same when announced again.
+        id=_event_id("person_locked", f"{subject}@{locked_at.isoformat()}"),
+        type=EventType.PERSON_LOCKED,
+        subject=subject,
+        time=locked_at,
+        data=PersonLocked(
+            person_id=device.person_id,
+            client_id=device.client_id,
+            consecutive_failures=failures,
+            challenge_id=None if isinstance(command, AddDeviceKey) else command.challenge_id,
+            device_id=uuid.UUID(device.id),
+            request_id=command.request_id,
+            locked_at=locked_at,
+            locked_until=locked_until,
+        ),
+    )
+    return event.model_dump_json()

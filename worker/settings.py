@@ -52,6 +52,14 @@ class WorkerSettings(BaseSettings):
     provision_topics: bool = True
 
     challenge_ttl_seconds: int = Field(default=300, ge=1, le=MAX_CHALLENGE_TTL_SECONDS)
+    # SPEC §9: a person's new challenges are refused this long after 5 failed signatures in
+    # a row; at most this many OTPs are sent to a person in an hour.
+    person_lock_seconds: int = Field(default=900, ge=1)
+    otp_sends_per_hour: int = Field(default=5, ge=1)
+    max_pending_challenges: int = Field(default=3, ge=1)
+    # Refusals that count nothing (unknown or foreign ids, spent challenges) are kept this
+    # long to answer redeliveries and identical retries, then deleted.
+    refusal_retention_seconds: int = Field(default=7 * 24 * 3600, ge=3600)
     # How long the worker that stored a challenge holds the delivery of its OTP. A worker
     # given the same command meanwhile (a rebalance) waits for it rather than sending a
     # second OTP; after it, the OTP is taken for lost with its crashed worker and replaced.

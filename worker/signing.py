@@ -17,7 +17,8 @@ from schemas.commands import AddDeviceKey, GetDeviceChallenge, ListDeviceKeys, O
 from schemas.reasons import Reason
 from schemas.signing import NONCE_BYTES, KeyAdded
 from worker import events, views
-from worker.answers import Answer, Clock, ok, rejected
+from worker.answers import Answer, Clock, limited, ok, rejected
+from worker.decisions.persons import DEFAULT_PERSON_LOCK, locked
 from worker.decisions.signing import (
     Refused,
     added_key,
@@ -46,10 +47,18 @@ def key_signs(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
 
 
 class SigningService:
-    def __init__(self, store: SigningStore, *, challenge_ttl: timedelta, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: SigningStore,
+        *,
+        challenge_ttl: timedelta,
+        clock: Clock,
+        person_lock: timedelta = DEFAULT_PERSON_LOCK,
+    ) -> None:
         self._store = store
         self._ttl = challenge_ttl
         self._clock = clock
+        self._person_lock = person_lock
 
     async def open_challenge(self, command: OpenDeviceChallenge) -> Answer:
         replayed = await self._store.challenge_opened_by(str(command.command_id))
@@ -65,13 +74,17 @@ class SigningService:
         device = visible(device, command.client_id)
         if device is None:
             return rejected(Reason.NOT_FOUND)
+        now = self._clock()
+        lock = locked(await self._store.person(device.client_id, device.person_id), now)
+        if lock is not None:
+            return limited(lock)
         key = chosen_key(by_purpose(keys), command)
         if isinstance(key, Refused):
             return rejected(key.reason)
         challenge = device_challenge_row(
             command,
             key,
-            now=self._clock(),
+            now=now,
             ttl=self._ttl,
             nonce=secrets.token_hex(NONCE_BYTES),
         )
@@ -102,7 +115,19 @@ class SigningService:
         device = visible(device, command.client_id)
         if device is None:
             return rejected(Reason.NOT_FOUND)
-        key = added_key(command, by_purpose(keys), now=self._clock(), verifies=key_signs)
+        now = self._clock()
+        key = added_key(command, by_purpose(keys), now=now, verifies=key_signs)
+        if isinstance(key, Refused) and key.reason is Reason.INVALID_SIGNATURE:
+            lock = await self._store.key_failures.count(
+                device,
+                command_id=str(command.command_id),
+                now=now,
+                lock_for=self._person_lock,
+                lock_event=lambda failures, at, until: events.person_locked(
+                    command, device, failures=failures, locked_at=at, locked_until=until
+                ),
+            )
+            return rejected(key.reason, extra_events=_person_events(device, lock))
         if isinstance(key, Refused):
             return rejected(key.reason)
         try:
@@ -113,7 +138,14 @@ class SigningService:
             raise StoreContention("key inserted concurrently") from None
         if not inserted:
             return rejected(Reason.NOT_FOUND)
+        await self._store.key_failures.reset(device.client_id, device.person_id)
         return _added(key, device)
+
+
+def _person_events(device: DeviceRow, lock_json: str | None) -> tuple[tuple[str, str], ...]:
+    if lock_json is None:
+        return ()
+    return ((events.person_key(device.client_id, device.person_id), lock_json),)
 
 
 def _opened(challenge: DeviceChallengeRow, device: DeviceRow) -> Answer:

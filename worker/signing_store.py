@@ -12,12 +12,17 @@ device's other challenges do.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.devices import DeviceStatus
-from worker.tables import DeviceChallengeRow, DeviceKeyRow, DeviceRow
+from schemas.reasons import Reason
+from worker.decisions.persons import LockEvent, PersonCounts
+from worker.people import person_state, store_person
+from worker.state import PersonState
+from worker.tables import DeviceChallengeRow, DeviceKeyRow, DeviceRow, RefusalRow
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,14 @@ class SigningStore:
             ).first()
         return DeviceChallenge(challenge=row[0], device=row[1]) if row else None
 
+    async def person(self, client_id: str, person_id: str) -> PersonState | None:
+        async with self._sessions() as session:
+            return await person_state(session, client_id, person_id)
+
+    @property
+    def key_failures(self) -> "KeyFailures":
+        return KeyFailures(self._sessions)
+
     async def key_added_by(self, command_id: str) -> DeviceKeyRow | None:
         async with self._sessions() as session:
             return await session.scalar(
@@ -74,6 +87,66 @@ class SigningStore:
                 return False
             session.add(row)
         return True
+
+
+class KeyFailures:
+    """Wrong signatures on key additions, counted towards the person's failures (SPEC §8,
+    §9) exactly once per command: the refusal is stored with the count, and a redelivered
+    command finds it."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def count(
+        self,
+        device: DeviceRow,
+        *,
+        command_id: str,
+        now: datetime,
+        lock_for: timedelta,
+        lock_event: LockEvent,
+    ) -> str | None:
+        """Count the failure of key addition ``command_id``; the person_locked event's JSON
+        if this failure locked the person (again on a redelivery of that command)."""
+        owner = (device.client_id, device.person_id)
+        attempt = f"key:{command_id}"
+        async with self._sessions() as session, session.begin():
+            person = await person_state(session, *owner)
+            if await session.get(RefusalRow, command_id) is not None:
+                return _lock_of(person, attempt)
+            counts = PersonCounts({owner: person} if person else {}, now=now, lock_for=lock_for)
+            lock = counts.failed(owner, attempt=attempt, lock_event=lock_event)
+            await store_person(session, counts.changes[owner])
+            # No event for a refused key addition (SPEC §8 names none): the row only marks
+            # the command as counted.
+            session.add(
+                RefusalRow(
+                    command_id=command_id,
+                    challenge_id=device.id,
+                    reason=Reason.INVALID_SIGNATURE.value,
+                    event_json="",
+                    decided_at=now,
+                )
+            )
+        return lock
+
+    async def reset(self, client_id: str, person_id: str) -> None:
+        """A verified signature (a key added) ends the run of failures."""
+        async with self._sessions() as session, session.begin():
+            person = await person_state(session, client_id, person_id)
+            if person is None or not person.consecutive_failures:
+                return
+            counts = PersonCounts(
+                {(client_id, person_id): person}, now=datetime.now(UTC), lock_for=timedelta(0)
+            )
+            counts.verified((client_id, person_id))
+            await store_person(session, counts.changes[(client_id, person_id)])
+
+
+def _lock_of(person: PersonState | None, attempt: str) -> str | None:
+    if person is None or person.locked_by != attempt:
+        return None
+    return person.lock_event_json
 
 
 async def _keys(session: AsyncSession, device_id: str) -> Sequence[DeviceKeyRow]:

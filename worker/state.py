@@ -55,6 +55,20 @@ class ChallengeState:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonState:
+    """A person's run of failed signatures (SPEC §9), per client: consecutive failures since
+    the last verified signature or lock, and the lock while it lasts."""
+
+    consecutive_failures: int = 0
+    locked_until: datetime | None = None
+    # The failed attempt that started the lock ("challenge id\nsignature", or "key:" and the
+    # command id of a key addition) and the lock's event: a redelivered attempt announces it
+    # again, identically.
+    locked_by: str | None = None
+    lock_event_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredAttempt:
     """An attempt counted before: one per distinct signature a pending challenge was given."""
 
@@ -122,3 +136,12 @@ class NewRefusal:
     reason: Reason
     event_json: str
     decided_at: datetime
+    signature: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonChange:
+    client_id: str
+    person_id: str
+    state: PersonState

@@ -16,6 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
 from schemas.devices import DeviceStatus
+from schemas.reasons import Reason
+from worker.decisions.persons import (
+    MAX_PENDING_CHALLENGES,
+    OTP_WINDOW,
+    Limited,
+    registration_limited,
+)
+from worker.people import person_state
 from worker.tables import ChallengeRow, DeviceChallengeRow, DeviceKeyRow, DeviceRow
 
 
@@ -43,21 +51,49 @@ class Store:
         return await self._binding_where(DeviceRow.created_by_command == command_id)
 
     async def register(
-        self, device: DeviceRow, challenge: ChallengeRow, key: DeviceKeyRow, *, max_bound: int
-    ) -> bool:
-        """Insert a pending device, its challenge and its key, unless the person is at the
-        limit.
-
-        Returns False when the person already has ``max_bound`` bound devices. A concurrent
-        insert of the same command raises IntegrityError for the caller to treat as a replay.
-        """
+        self,
+        device: DeviceRow,
+        challenge: ChallengeRow,
+        key: DeviceKeyRow,
+        *,
+        max_bound: int,
+        otp_sends_per_hour: int,
+        max_pending: int = MAX_PENDING_CHALLENGES,
+    ) -> Limited | None:
+        """Insert a pending device, its challenge and its key, unless a limit of the person
+        refuses it (SPEC §9: a lock, pending challenges, OTPs in the hour; or the bound
+        devices), checked in the same transaction. A concurrent insert of the same command
+        raises IntegrityError for the caller to treat as a replay."""
+        now = challenge.created_at
         async with self._sessions() as session, session.begin():
+            person = await person_state(session, device.client_id, device.person_id)
+            recent = (
+                await session.execute(
+                    select(ChallengeRow.created_at, ChallengeRow.status, ChallengeRow.expires_at)
+                    .join(DeviceRow, ChallengeRow.device_id == DeviceRow.id)
+                    .where(
+                        DeviceRow.client_id == device.client_id,
+                        DeviceRow.person_id == device.person_id,
+                        ChallengeRow.created_at > now - OTP_WINDOW,
+                    )
+                )
+            ).all()
+            limited = registration_limited(
+                person,
+                [expires for _, status, expires in recent if status == ChallengeStatus.PENDING],
+                [created for created, _, _ in recent],
+                now=now,
+                otp_sends_per_hour=otp_sends_per_hour,
+                max_pending=max_pending,
+            )
+            if limited is not None:
+                return limited
             if await _bound_devices(session, device.client_id, device.person_id) >= max_bound:
-                return False
+                return Limited(Reason.DEVICE_LIMIT_REACHED)
             session.add(device)
             await session.flush()  # the device first: the challenge and key refer to it
             session.add_all([challenge, key])
-        return True
+        return None
 
     async def claim_otp_delivery(
         self,

@@ -96,6 +96,17 @@ class RefusalRow(Base):
     reason: Mapped[str] = mapped_column(String(32))
     event_json: Mapped[str] = mapped_column(Text)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The request refused: an identical one (same challenge, signature and client) is
+    # answered with this refusal and its event, and adds none (SPEC §5). NULL in rows stored
+    # before they were kept.
+    signature: Mapped[str | None] = mapped_column(String(144))
+    client_id: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_refusals_request", "challenge_id", "signature", "client_id"),
+        # Refusals are deleted after their retention period, oldest first.
+        Index("ix_refusals_decided_at", "decided_at"),
+    )
 
 
 class DeviceKeyRow(Base):
@@ -164,3 +175,18 @@ class DeviceAttemptRow(Base):
     __table_args__ = (
         UniqueConstraint("challenge_id", "signature", name="uq_device_attempt_signature"),
     )
+
+
+class PersonLimitRow(Base):
+    """A person's consecutive failed signatures and lock (SPEC §9), per client."""
+
+    __tablename__ = "person_limits"
+
+    client_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The failed attempt that started the lock, and the lock's event (announced again when
+    # that attempt is redelivered).
+    locked_by: Mapped[str | None] = mapped_column(Text)
+    lock_event_json: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,7 @@ worker's clock the test's (the ``stack`` fixture is in this package's conftest).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,15 +94,17 @@ async def otp_of(settings: WorkerSettings, challenge_id: str) -> str:
 
 @asynccontextmanager
 async def http_stack(
-    kafka_bootstrap: str, database_url: str, tmp_path: Path
+    kafka_bootstrap: str, database_url: str, tmp_path: Path, *, workers: int = 1
 ) -> AsyncIterator[Stack]:
+    """The stack with ``workers`` worker instances in one consumer group (they share the
+    commands' partitions, the database and the test's clock)."""
     clock = ManualClock()
     settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
     tokens = Tokens(tmp_path / "keys")
-    async with (
-        running_worker(settings, clock=clock),
-        api_client(api_settings(settings, tokens)) as http,
-    ):
+    async with AsyncExitStack() as running:
+        for _ in range(workers):
+            await running.enter_async_context(running_worker(settings, clock=clock))
+        http = await running.enter_async_context(api_client(api_settings(settings, tokens)))
         events = await start_reader(kafka_bootstrap, settings.events_topic)
         try:
             yield Stack(http, tokens, clock, events, settings)

@@ -129,6 +129,7 @@ async def test_sixth_bound_device_of_a_person_is_refused(stack: Stack) -> None:
         assert (
             await stack.put(challenge_id, key.sign(await stack.otp(challenge_id)))
         ).status_code == 204
+    stack.clock.advance(3601)  # past the hour of five OTPs (SPEC §9), to reach the device limit
 
     response = await stack.http.post(
         "/v1/mfa/devices",
@@ -142,10 +143,21 @@ async def test_pending_device_cannot_bind_past_the_limit_until_one_is_unbound(
     stack: Stack,
 ) -> None:
     keys = [DeviceKey() for _ in range(6)]
-    registered = [await stack.register(key, person_id="person-racing") for key in keys]
+    registered = []
+    # Three bound, an hour passes (five OTPs an hour, SPEC §9), three more registered (at
+    # most three pending), two of them bound: the sixth waits, pending, at the device limit.
+    for index, key in enumerate(keys):
+        if index == 3:
+            stack.clock.advance(3601)
+        registered.append(await stack.register(key, person_id="person-racing"))
+        challenge = registered[-1]["challenge"]["id"]
+        if index < 3:
+            assert (
+                await stack.put(challenge, key.sign(await stack.otp(challenge)))
+            ).status_code == 204
     challenges = [r["challenge"]["id"] for r in registered]
     otps = [await stack.otp(challenge) for challenge in challenges]
-    for key, challenge, otp in list(zip(keys, challenges, otps, strict=True))[:5]:
+    for key, challenge, otp in list(zip(keys, challenges, otps, strict=True))[3:5]:
         assert (await stack.put(challenge, key.sign(otp))).status_code == 204
 
     last = keys[5].sign(otps[5])

@@ -30,6 +30,7 @@ from worker.state import (
     ChallengeState,
     DeviceState,
     NewAttempt,
+    PersonState,
     StoredAttempt,
     StoredRefusal,
 )
@@ -85,17 +86,22 @@ async def read_state(connection: Any, reads: BatchReads) -> AttemptState:
     ):
         if ids:
             challenges.update(_challenges(kind, await connection.fetch(statement, ids)))
+    # Every person of the batch, one at a time: their failures are counted here (SPEC §9),
+    # and for binding their bound devices (two batches could each see four and make six).
+    people = sorted({c.device.owner for c in challenges.values()})
+    if people:
+        await connection.execute(
+            sql.LOCK_PEOPLE, [f"{client}/{person}" for client, person in people]
+        )
     # Only binding counts towards the limit of bound devices.
     owners = sorted(
         {c.device.owner for c in challenges.values() if c.kind is ChallengeKind.BINDING}
     )
-    if owners:
-        await connection.execute(
-            sql.LOCK_PEOPLE, [f"{client}/{person}" for client, person in owners]
-        )
     attempts: dict[tuple[str, str], StoredAttempt] = {}
     refusals: dict[str, StoredRefusal] = {}
     bound: dict[tuple[str, str], int] = {}
+    persons: dict[tuple[str, str], PersonState] = {}
+    repeats: dict[tuple[str, str, str], StoredRefusal] = {}
     rows = await connection.fetch(
         sql.READ_DECIDED,
         reads.binding,
@@ -103,8 +109,13 @@ async def read_state(connection: Any, reads: BatchReads) -> AttemptState:
         reads.commands,
         [client for client, _ in owners],
         [person for _, person in owners],
+        [client for client, _ in people],
+        [person for _, person in people],
+        *(list(column) for column in zip(*reads.requests, strict=True))
+        if reads.requests
+        else ([], [], []),
     )
-    for kind, first, second, third, number, event_json in rows:
+    for kind, first, second, third, number, event_json, moment, client in rows:
         if kind == "a":
             attempts[(first, second)] = StoredAttempt(
                 verified=third == "verified", number=number, event_json=event_json
@@ -113,10 +124,21 @@ async def read_state(connection: Any, reads: BatchReads) -> AttemptState:
             refusals[second] = StoredRefusal(
                 reason=Reason(third), challenge_id=first, event_json=event_json
             )
+        elif kind == "q":
+            repeats[(first, second, client)] = StoredRefusal(
+                reason=Reason(third), challenge_id=first, event_json=event_json
+            )
+        elif kind == "p":
+            persons[(first, second)] = PersonState(number, moment, third, event_json)
         else:
             bound[(first, second)] = number
     return AttemptState(
-        challenges=challenges, attempts=attempts, refusals=refusals, bound_devices=bound
+        challenges=challenges,
+        attempts=attempts,
+        refusals=refusals,
+        bound_devices=bound,
+        people=persons,
+        repeats=repeats,
     )
 
 
@@ -148,6 +170,7 @@ async def write_decisions(connection: Any, decisions: AttemptDecisions) -> None:
     changes = list(decisions.challenges.values())
     attempts = decisions.attempts
     refusals = decisions.refusals
+    people = list(decisions.people.values())
     await connection.fetchrow(
         sql.WRITE,
         *_changes([c for c in changes if c.kind is ChallengeKind.BINDING]),
@@ -163,6 +186,14 @@ async def write_decisions(connection: Any, decisions: AttemptDecisions) -> None:
         [refusal.reason.value for refusal in refusals],
         [refusal.event_json for refusal in refusals],
         [refusal.decided_at for refusal in refusals],
+        [refusal.signature for refusal in refusals],
+        [refusal.client_id for refusal in refusals],
+        [change.client_id for change in people],
+        [change.person_id for change in people],
+        [change.state.consecutive_failures for change in people],
+        [change.state.locked_until for change in people],
+        [change.state.locked_by for change in people],
+        [change.state.lock_event_json for change in people],
     )
 
 

@@ -37,23 +37,34 @@ SELECT c.id, k.id, k.public_key, c.message_digest
 FROM device_challenges AS c JOIN device_keys AS k ON k.id = c.key_id
 WHERE c.id = any($2::varchar[]) AND c.status = 'pending' AND c.message_digest IS NOT NULL
 """
-# What was decided before, as three row kinds of one result: 'a' attempts, 'r' refusals,
-# 'b' bound-device counts (a seek on ix_devices_owner per person).
+# What was decided before, as row kinds of one result: 'a' attempts, 'r' refusals by
+# command, 'q' refusals by request (challenge, signature, client), 'b' bound-device counts
+# (a seek on ix_devices_owner per person), 'p' people's failures and locks.
 READ_DECIDED = """
-SELECT 'a', challenge_id, signature, outcome, number, event_json
+SELECT 'a', challenge_id, signature, outcome, number, event_json, NULL::timestamptz, NULL
 FROM attempts WHERE challenge_id = any($1::varchar[])
 UNION ALL
-SELECT 'a', challenge_id, signature, outcome, number, event_json
+SELECT 'a', challenge_id, signature, outcome, number, event_json, NULL, NULL
 FROM device_attempts WHERE challenge_id = any($2::varchar[])
 UNION ALL
-SELECT 'r', challenge_id, command_id, reason, NULL, event_json
+SELECT 'r', challenge_id, command_id, reason, NULL, event_json, NULL, NULL
 FROM refusals WHERE command_id = any($3::varchar[])
 UNION ALL
 SELECT 'b', o.client_id, o.person_id, NULL,
        (SELECT count(*) FROM devices AS d
         WHERE d.client_id = o.client_id AND d.person_id = o.person_id AND d.status = 'bound'),
-       NULL
+       NULL, NULL, NULL
 FROM unnest($4::varchar[], $5::varchar[]) AS o(client_id, person_id)
+UNION ALL
+SELECT 'p', p.client_id, p.person_id, p.locked_by, p.consecutive_failures, p.lock_event_json,
+       p.locked_until, NULL
+FROM unnest($6::varchar[], $7::varchar[]) AS o(client_id, person_id)
+     JOIN person_limits AS p ON p.client_id = o.client_id AND p.person_id = o.person_id
+UNION ALL
+SELECT 'q', r.challenge_id, r.signature, r.reason, NULL, r.event_json, NULL, r.client_id
+FROM unnest($8::varchar[], $9::varchar[], $10::varchar[]) AS q(challenge_id, signature, client_id)
+     JOIN refusals AS r ON r.challenge_id = q.challenge_id AND r.signature = q.signature
+                       AND r.client_id = q.client_id
 """
 # Every write of a batch in one statement: data-modifying CTEs over unnested arrays.
 WRITE = """
@@ -95,13 +106,25 @@ WITH changed AS (
                          $25::text[], $26::timestamptz[])
     RETURNING 1
 ), refusals AS (
-    INSERT INTO refusals (command_id, challenge_id, reason, event_json, decided_at)
+    INSERT INTO refusals
+        (command_id, challenge_id, reason, event_json, decided_at, signature, client_id)
     SELECT * FROM unnest($27::varchar[], $28::varchar[], $29::varchar[], $30::text[],
-                         $31::timestamptz[])
+                         $31::timestamptz[], $32::varchar[], $33::varchar[])
+    RETURNING 1
+), people AS (
+    INSERT INTO person_limits
+        (client_id, person_id, consecutive_failures, locked_until, locked_by, lock_event_json)
+    SELECT * FROM unnest($34::varchar[], $35::varchar[], $36::int[], $37::timestamptz[],
+                         $38::text[], $39::text[])
+    ON CONFLICT (client_id, person_id) DO UPDATE SET
+        consecutive_failures = excluded.consecutive_failures,
+        locked_until = excluded.locked_until,
+        locked_by = excluded.locked_by,
+        lock_event_json = excluded.lock_event_json
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM device_changed),
        (SELECT count(*) FROM bound), (SELECT count(*) FROM used),
        (SELECT count(*) FROM attempts), (SELECT count(*) FROM device_attempts),
-       (SELECT count(*) FROM refusals)
+       (SELECT count(*) FROM refusals), (SELECT count(*) FROM people)
 """

@@ -11,6 +11,8 @@ class BatchReads:
     binding: list[str]  # ids of binding challenges (``challenges``)
     device: list[str]  # ids of device challenges (``device_challenges``)
     commands: list[str]
+    # The requests, as identical ones are recognised: (challenge id, signature, client id).
+    requests: list[tuple[str, str, str]]
 
     @classmethod
     def of(cls, commands: Sequence[AttemptCommand]) -> "BatchReads":
@@ -24,4 +26,5 @@ class BatchReads:
             binding=sorted(binding),
             device=sorted(device),
             commands=[str(command.command_id) for command in commands],
+            requests=sorted({(str(c.challenge_id), c.signature, c.client_id) for c in commands}),
         )

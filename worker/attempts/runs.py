@@ -10,7 +10,9 @@ their acknowledgements: the consumer waits for them once per batch.
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from schemas.commands import AttemptCommand
@@ -26,6 +28,7 @@ from worker.attempts.verification import (
     pending_keys,
 )
 from worker.decisions.attempts import AttemptDecisions, AttemptState, decide_attempts
+from worker.decisions.persons import DEFAULT_PERSON_LOCK
 from worker.metrics import VERIFICATION_OUTCOMES
 from worker.outbox import Acknowledgement
 
@@ -49,11 +52,13 @@ class AttemptRuns:
         *,
         verifier: BatchVerifier,
         clock: Clock,
+        person_lock: timedelta = DEFAULT_PERSON_LOCK,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._verifier = verifier
         self._clock = clock
+        self._person_lock = person_lock
         self._last: asyncio.Future[AttemptDecisions] | None = None
 
     def decide(self, run: Sequence[Attempt]) -> asyncio.Future[AttemptDecisions]:
@@ -86,7 +91,13 @@ class AttemptRuns:
             if late:
                 verdicts |= await self._verifier.verify(late)
             check = self._verifier.check(verdicts)
-            return decide_attempts(state, commands, now=now, signature_verifies=check)
+            return decide_attempts(
+                state,
+                commands,
+                now=now,
+                signature_verifies=check,
+                person_lock=self._person_lock,
+            )
 
         self._last = self._store.submit(reads, decide)
         return self._last
@@ -105,6 +116,8 @@ class AttemptRuns:
         acknowledgements: list[Acknowledgement] = []
         for (command, partition), outcome in zip(run, decisions.outcomes, strict=True):
             acknowledgements.append(await self._outbox.event(outcome.event_key, outcome.event_json))
+            for key, event_json in outcome.extra_events:  # a person_locked event
+                acknowledgements.append(await self._outbox.event(key, event_json))
             if command.reply_to is not None:  # None: nobody waits (another producer)
                 reply = Reply(
                     command_id=command.command_id,
@@ -112,6 +125,8 @@ class AttemptRuns:
                     outcome="ok" if outcome.verified else "rejected",
                     reason=outcome.reason,
                     attempts_remaining=outcome.attempts_remaining,
+                    locked_until=outcome.locked_until,
+                    retry_after_seconds=_seconds_until(outcome.locked_until, self._clock()),
                 )
                 acknowledgements.append(await self._outbox.reply(reply, partition))
             VERIFICATION_OUTCOMES.labels(
@@ -126,6 +141,12 @@ class AttemptRuns:
     def resume(self) -> None:
         """After a failure has been dealt with (the runs read again): decide again."""
         self._store.resume()
+
+
+def _seconds_until(moment: datetime | None, now: datetime) -> int | None:
+    if moment is None:
+        return None
+    return max(1, math.ceil((moment - now).total_seconds()))
 
 
 def _retrieve(future: asyncio.Future[Verdicts]) -> None:

@@ -36,6 +36,7 @@ from worker.state import (
     ChallengeKind,
     ChallengeState,
     DeviceState,
+    PersonState,
     StoredAttempt,
     StoredRefusal,
 )
@@ -180,8 +181,28 @@ def read_state(connection: sqlite3.Connection, reads: BatchReads) -> AttemptStat
         (client_id, person_id): count
         for client_id, person_id, count in connection.execute(sql.READ_BOUND, (json.dumps(owners),))
     }
+    people = {
+        (row[0], row[1]): PersonState(
+            row[2], from_sqlite_time(row[3]) if row[3] else None, row[4], row[5]
+        )
+        for row in connection.execute(
+            sql.READ_PEOPLE,
+            (json.dumps(sorted({c.device.owner for c in challenges.values()})),),
+        )
+    }
+    repeats = {
+        (row[0], row[1], row[2]): StoredRefusal(
+            reason=Reason(row[3]), challenge_id=row[0], event_json=row[4]
+        )
+        for row in connection.execute(sql.READ_REPEATS, (json.dumps(reads.requests),))
+    }
     return AttemptState(
-        challenges=challenges, attempts=attempts, refusals=refusals, bound_devices=bound
+        challenges=challenges,
+        attempts=attempts,
+        refusals=refusals,
+        bound_devices=bound,
+        people=people,
+        repeats=repeats,
     )
 
 
@@ -250,8 +271,24 @@ def write_decisions(connection: sqlite3.Connection, decisions: AttemptDecisions)
                     refusal.reason.value,
                     refusal.event_json,
                     stored(refusal.decided_at),
+                    refusal.signature,
+                    refusal.client_id,
                 )
                 for refusal in decisions.refusals
+            ],
+        ),
+        (
+            sql.WRITE_PERSON,
+            [
+                (
+                    change.client_id,
+                    change.person_id,
+                    change.state.consecutive_failures,
+                    stored(change.state.locked_until) if change.state.locked_until else None,
+                    change.state.locked_by,
+                    change.state.lock_event_json,
+                )
+                for change in decisions.people.values()
             ],
         ),
     ]

@@ -51,6 +51,32 @@ SELECT json_extract(owner.value, '$[0]'), json_extract(owner.value, '$[1]'),
           AND d.status = 'bound')
 FROM json_each(?) AS owner
 """
+# A person's failures and lock: a seek on the primary key (client_id, person_id) each.
+READ_PEOPLE = """
+SELECT p.client_id, p.person_id, p.consecutive_failures, p.locked_until, p.locked_by,
+       p.lock_event_json
+FROM json_each(?) AS owner JOIN person_limits AS p
+  ON p.client_id = json_extract(owner.value, '$[0]')
+ AND p.person_id = json_extract(owner.value, '$[1]')
+"""
+# Refusals of identical requests: a seek on ix_refusals_request each.
+READ_REPEATS = """
+SELECT r.challenge_id, r.signature, r.client_id, r.reason, r.event_json
+FROM json_each(?) AS request JOIN refusals AS r
+  ON r.challenge_id = json_extract(request.value, '$[0]')
+ AND r.signature = json_extract(request.value, '$[1]')
+ AND r.client_id = json_extract(request.value, '$[2]')
+"""
+WRITE_PERSON = """
+INSERT INTO person_limits
+    (client_id, person_id, consecutive_failures, locked_until, locked_by, lock_event_json)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (client_id, person_id) DO UPDATE SET
+    consecutive_failures = excluded.consecutive_failures,
+    locked_until = excluded.locked_until,
+    locked_by = excluded.locked_by,
+    lock_event_json = excluded.lock_event_json
+"""
 WRITE_CHALLENGE = """
 UPDATE challenges SET status = ?, failed_attempts = ?, otp_digest = ?,
                       decided_at = coalesce(?, decided_at)
@@ -72,6 +98,7 @@ INSERT INTO device_attempts (challenge_id, signature, outcome, number, event_jso
 VALUES (?, ?, ?, ?, ?, ?)
 """
 WRITE_REFUSAL = """
-INSERT INTO refusals (command_id, challenge_id, reason, event_json, decided_at)
-VALUES (?, ?, ?, ?, ?)
+INSERT INTO refusals
+    (command_id, challenge_id, reason, event_json, decided_at, signature, client_id)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """

@@ -20,19 +20,48 @@ the store read for the whole batch. For one attempt, the first rule that applies
 7. otherwise verified: the challenge is verified, and the device bound (binding) or the
    signing key's ``used_at`` set (device).
 
+A counted failure also counts towards the person's consecutive failures, and a verified
+signature resets them (:mod:`worker.decisions.persons`); the failure that locks the person
+is announced with a ``person_locked`` event besides its own.
+
 Refusals that count nothing (1, 4, 6) are stored too, so that a redelivered command answers
 the very event it had (rule 2) even if the challenge changed since.
 """
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from schemas.challenges import MAX_FAILED_ATTEMPTS, ChallengeStatus
 from schemas.commands import AttemptCommand, VerifyDeviceSignature
-from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceStatus
+from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON
 from schemas.reasons import Reason
 from worker import events
+from worker.decisions.attempt_values import (
+    TERMINAL_REASON,
+)
+from worker.decisions.attempt_values import (
+    AttemptDecisions as AttemptDecisions,
+)
+from worker.decisions.attempt_values import (
+    AttemptOutcome as AttemptOutcome,
+)
+from worker.decisions.attempt_values import (
+    AttemptState as AttemptState,
+)
+from worker.decisions.attempt_values import (
+    SignatureCheck as SignatureCheck,
+)
+from worker.decisions.attempt_values import (
+    attempts_remaining as attempts_remaining,
+)
+from worker.decisions.attempt_values import (
+    effective_status as effective_status,
+)
+from worker.decisions.attempt_values import (
+    owns as owns,
+)
+from worker.decisions.persons import DEFAULT_PERSON_LOCK, PersonCounts
 from worker.state import (
     ChallengeChange,
     ChallengeKind,
@@ -46,66 +75,6 @@ from worker.state import (
     StoredRefusal,
 )
 
-# Whether a device's signature of a digest verifies: (device, SHA-256 digest, signature hex).
-SignatureCheck = Callable[[DeviceState, bytes, str], bool]
-
-_TERMINAL_REASON = {
-    ChallengeStatus.VERIFIED: Reason.CHALLENGE_ALREADY_VERIFIED,
-    ChallengeStatus.EXPIRED: Reason.CHALLENGE_EXPIRED,
-    ChallengeStatus.LOCKED: Reason.CHALLENGE_LOCKED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptState:
-    """What the store holds about a batch's attempts, read before deciding."""
-
-    challenges: Mapping[str, ChallengeState]  # by challenge id, each with its device
-    attempts: Mapping[tuple[str, str], StoredAttempt]  # by (challenge id, signature)
-    refusals: Mapping[str, StoredRefusal]  # by command id
-    bound_devices: Mapping[tuple[str, str], int]  # by (client id, person id); absent: 0
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptOutcome:
-    """How one attempt is answered (the reply) and announced (its event)."""
-
-    verified: bool
-    reason: Reason | None
-    attempts_remaining: int | None
-    event_key: str
-    event_json: str
-
-
-@dataclass(slots=True)
-class AttemptDecisions:
-    """The outcomes, one per command in order, and what the store must write."""
-
-    outcomes: list[AttemptOutcome] = field(default_factory=list)
-    challenges: dict[str, ChallengeChange] = field(default_factory=dict)  # by challenge id
-    bound: list[DeviceBound] = field(default_factory=list)
-    keys_used: list[KeyUsed] = field(default_factory=list)
-    attempts: list[NewAttempt] = field(default_factory=list)
-    refusals: list[NewRefusal] = field(default_factory=list)
-
-
-def attempts_remaining(failed_attempts: int) -> int:
-    return max(0, MAX_FAILED_ATTEMPTS - failed_attempts)
-
-
-def effective_status(
-    status: ChallengeStatus, expires_at: datetime, now: datetime
-) -> ChallengeStatus:
-    """A pending challenge past its expiry is expired, whether or not that was stored yet."""
-    if status is ChallengeStatus.PENDING and now >= expires_at:
-        return ChallengeStatus.EXPIRED
-    return status
-
-
-def owns(client_id: str, device: DeviceState) -> bool:
-    """Another client's device, or an unbound one, is answered exactly like a missing one."""
-    return device.client_id == client_id and device.status is not DeviceStatus.UNBOUND
-
 
 def decide_attempts(
     state: AttemptState,
@@ -113,29 +82,44 @@ def decide_attempts(
     *,
     now: datetime,
     signature_verifies: SignatureCheck,
+    person_lock: timedelta = DEFAULT_PERSON_LOCK,
 ) -> AttemptDecisions:
     """Decide ``commands`` in order on ``state`` (see the module's rules). ``state`` is not
-    changed; the decisions say what to write."""
-    return _Batch(state, now, signature_verifies).decide(commands)
+    changed; the decisions say what to write. ``person_lock``: how long a person's lock
+    lasts."""
+    return _Batch(state, now, signature_verifies, person_lock).decide(commands)
 
 
 class _Batch:
     """The state as the batch's earlier decisions left it."""
 
-    def __init__(self, state: AttemptState, now: datetime, verifies: SignatureCheck) -> None:
+    def __init__(
+        self, state: AttemptState, now: datetime, verifies: SignatureCheck, lock_for: timedelta
+    ) -> None:
         self.challenges = dict(state.challenges)
         self.attempts = dict(state.attempts)
         self.refusals = dict(state.refusals)
+        self.repeats = dict(state.repeats)
         self.bound_devices = dict(state.bound_devices)
         self.now = now
         self.verifies = verifies
-        self.decisions = AttemptDecisions()
+        self.people = PersonCounts(state.people, now=now, lock_for=lock_for)
+        self.decisions = AttemptDecisions(people=self.people.changes)
 
     def decide(self, commands: Sequence[AttemptCommand]) -> AttemptDecisions:
         for command in commands:
             ids = _Ids(str(command.challenge_id), str(command.command_id), kind_of(command))
-            self.decisions.outcomes.append(self._decide(command, ids))
+            outcome = self._decide(command, ids)
+            if outcome.reason is Reason.PERSON_TEMPORARILY_LOCKED:
+                outcome = self._with_lock_end(outcome, ids.challenge)
+            self.decisions.outcomes.append(outcome)
         return self.decisions
+
+    def _with_lock_end(self, outcome: AttemptOutcome, challenge_id: str) -> AttemptOutcome:
+        """A lock's refusal names when the lock ends (a replayed one too, while it lasts)."""
+        challenge = self.challenges.get(challenge_id)
+        until = None if challenge is None else self.people.locked_until(challenge.device.owner)
+        return replace(outcome, locked_until=until)
 
     def _decide(self, command: AttemptCommand, ids: "_Ids") -> AttemptOutcome:
         challenge_id = ids.challenge
@@ -152,19 +136,29 @@ class _Batch:
             if prior.verified:
                 return AttemptOutcome(True, None, None, challenge_id, prior.event_json)
             remaining = attempts_remaining(challenge.failed_attempts)
+            lock = self.people.lock_of(challenge.device.owner, _attempt_ref(ids, command))
             return AttemptOutcome(
-                False, Reason.INVALID_SIGNATURE, remaining, challenge_id, prior.event_json
+                False,
+                Reason.INVALID_SIGNATURE,
+                remaining,
+                challenge_id,
+                prior.event_json,
+                _extra(challenge.device, lock),
             )
 
         status = effective_status(challenge.status, challenge.expires_at, self.now)
         if status is ChallengeStatus.EXPIRED and challenge.status is ChallengeStatus.PENDING:
             challenge = self._change(challenge, status=ChallengeStatus.EXPIRED, closed=True)
         if status is not ChallengeStatus.PENDING:
-            return self._refuse(command, ids, challenge, _TERMINAL_REASON[status])
+            return self._refuse(command, ids, challenge, TERMINAL_REASON[status])
         if challenge.digest is None:
             # A pending challenge always keeps its digest; a row without one was written by
             # something other than this service: answer as for a spent challenge.
             return self._refuse(command, ids, challenge, Reason.CHALLENGE_LOCKED)
+        if self.people.locked_until(challenge.device.owner) is not None:
+            # The person failed too often in a row: no signature is checked until the lock
+            # ends, so the lock caps the guesses at the limit exactly (SPEC §9).
+            return self._refuse(command, ids, challenge, Reason.PERSON_TEMPORARILY_LOCKED)
 
         number = challenge.failed_attempts + 1
         if not self.verifies(challenge.device, challenge.digest, command.signature):
@@ -185,8 +179,20 @@ class _Batch:
                 decided_at=self.now,
             )
             self._count(command, ids, verified=False, number=number, event_json=event_json)
+            lock = self.people.failed(
+                challenge.device.owner,
+                attempt=_attempt_ref(ids, command),
+                lock_event=lambda failures, at, until: events.person_locked(
+                    command, challenge.device, failures=failures, locked_at=at, locked_until=until
+                ),
+            )
             return AttemptOutcome(
-                False, Reason.INVALID_SIGNATURE, remaining, challenge_id, event_json
+                False,
+                Reason.INVALID_SIGNATURE,
+                remaining,
+                challenge_id,
+                event_json,
+                _extra(challenge.device, lock),
             )
 
         device = challenge.device
@@ -202,6 +208,7 @@ class _Batch:
             decided_at=self.now,
         )
         self._count(command, ids, verified=True, number=number, event_json=event_json)
+        self.people.verified(device.owner)
         self._change(challenge, status=ChallengeStatus.VERIFIED, closed=True)
         if binds:
             self.bound_devices[device.owner] = self.bound_devices.get(device.owner, 0) + 1
@@ -275,9 +282,14 @@ class _Batch:
         reason: Reason,
     ) -> AttemptOutcome:
         """A refusal that counts no attempt, stored; one stored for the command before
-        stands instead."""
+        stands instead, and so does one of an identical request (same challenge, signature
+        and client) refused for the same reason: a repeat adds no event (SPEC §5)."""
         command_id = ids.command
         refusal = self.refusals.get(command_id)
+        request = (ids.challenge, command.signature, command.client_id)
+        earlier = self.repeats.get(request)
+        if refusal is None and earlier is not None and earlier.reason is reason:
+            return _refused(earlier)
         if refusal is None:
             event_json = events.signature_attempt(
                 command,
@@ -292,7 +304,7 @@ class _Batch:
             refusal = StoredRefusal(
                 reason=reason, challenge_id=ids.challenge, event_json=event_json
             )
-            self.refusals[command_id] = refusal
+            self.refusals[command_id] = self.repeats[request] = refusal
             self.decisions.refusals.append(
                 NewRefusal(
                     command_id=command_id,
@@ -300,6 +312,8 @@ class _Batch:
                     reason=reason,
                     event_json=event_json,
                     decided_at=self.now,
+                    signature=command.signature,
+                    client_id=command.client_id,
                 )
             )
         return _refused(refusal)
@@ -313,6 +327,14 @@ class _Ids:
     challenge: str
     command: str
     kind: ChallengeKind
+
+
+def _attempt_ref(ids: "_Ids", command: AttemptCommand) -> str:
+    return f"{ids.challenge}\n{command.signature}"
+
+
+def _extra(device: DeviceState, lock_json: str | None) -> tuple[tuple[str, str], ...]:
+    return () if lock_json is None else ((events.person_key(*device.owner), lock_json),)
 
 
 def kind_of(command: AttemptCommand) -> ChallengeKind:
