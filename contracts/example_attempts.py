@@ -27,13 +27,15 @@ from schemas.events import (
 )
 from schemas.reasons import SIGNATURE_REJECTION_REASONS, Reason
 
-# The reasons a ``device_signature_rejected`` event may carry: SPEC §5's five, as binding
-# attempts; device_limit_reached is about binding a device, never about signing with one.
+# The reasons a ``device_signature_rejected`` event may carry: SPEC §5's five and SPEC §9's
+# person_temporarily_locked, as binding attempts; device_limit_reached is about binding a
+# device, never about signing with one.
 DEVICE_SIGNATURE_REJECTION_REASONS = SIGNATURE_REJECTION_REASONS - {Reason.DEVICE_LIMIT_REACHED}
 
 # (attempt, attempts_remaining) of a rejection, as the worker counts them (worker/binding.py):
 # only an invalid signature is a counted attempt, a locked challenge has none left, and an
-# unknown challenge has no count at all. The others follow one earlier failed attempt.
+# unknown challenge has no count at all. The others follow one earlier failed attempt (a
+# locked person's too: no signature is checked while the lock lasts, none is counted).
 _REJECTION_COUNTS: dict[Reason, tuple[int | None, int | None]] = {
     Reason.INVALID_SIGNATURE: (2, MAX_FAILED_ATTEMPTS - 2),
     Reason.CHALLENGE_EXPIRED: (None, MAX_FAILED_ATTEMPTS - 1),
@@ -41,6 +43,7 @@ _REJECTION_COUNTS: dict[Reason, tuple[int | None, int | None]] = {
     Reason.CHALLENGE_ALREADY_VERIFIED: (None, MAX_FAILED_ATTEMPTS - 1),
     Reason.NOT_FOUND: (None, None),
     Reason.DEVICE_LIMIT_REACHED: (None, MAX_FAILED_ATTEMPTS - 1),
+    Reason.PERSON_TEMPORARILY_LOCKED: (None, MAX_FAILED_ATTEMPTS - 1),
 }
 
 

@@ -66,7 +66,7 @@ def test_every_new_event_type_has_its_message_and_examples() -> None:
             payload.model_validate_json(json.dumps(EXAMPLES[example]))
 
 
-def test_device_signature_rejected_has_an_example_per_reason_of_section_5() -> None:
+def test_device_signature_rejected_has_an_example_per_reason() -> None:
     assert examples_of("device_signature_rejected") == sorted(
         f"device_signature_rejected.{reason.value}" for reason in DEVICE_SIGNATURE_REJECTION_REASONS
     )
@@ -76,6 +76,8 @@ def test_device_signature_rejected_has_an_example_per_reason_of_section_5() -> N
         "challenge_locked",
         "challenge_already_verified",
         "not_found",
+        # SPEC §9: an attempt while the person is locked.
+        "person_temporarily_locked",
     }
     for name in examples_of("device_signature_rejected"):
         data = EXAMPLES[name]["data"]
