@@ -2,9 +2,10 @@
 
 Every request is checked in this order, before anything is published: the bearer token
 (:data:`PrincipalDep`: 401, 403), the path id (:data:`ResourceIdDep`: 404), the body
-(:func:`json_body`: 400). The order is part of the dependency graph: the id and the body
-depend on the principal. Bodies are read here rather than by FastAPI, which would parse the
-JSON before any dependency runs and so answer 400 to a caller it never authenticated.
+(:func:`json_body`: its ``Content-Type`` 415, then the body itself 400; see
+:mod:`api.bodies`). The order is part of the dependency graph: the id and the body depend on
+the principal. Bodies are read here rather than by FastAPI, which would parse the JSON before
+any dependency runs and so answer 400 to a caller it never authenticated.
 """
 
 import re
@@ -15,9 +16,10 @@ from uuid import UUID, uuid4
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from api.auth import InsufficientScope, Principal, TokenVerifier, Unauthenticated
+from api.bodies import read_model, require_json
 from api.errors import Forbidden, NotFound, RequestInvalid, Unauthorized
 from api.gateway import Gateway
 from api.jwks import KeySet
@@ -126,11 +128,9 @@ def json_body(model: type[Model]) -> Callable[..., Awaitable[Model]]:
     """A dependency reading the request body as ``model``, after authentication."""
 
     async def parse(_principal: PrincipalDep, request: Request) -> Model:
-        raw = await _read_body(request)
-        try:
-            return model.model_validate_json(raw)
-        except ValidationError as exc:
-            raise RequestInvalid.from_errors(exc.errors(include_input=False)) from None
+        # The declared type first: a body that is not JSON is not even read.
+        require_json(request.headers.getlist("content-type"))
+        return read_model(model, await _read_body(request))
 
     return parse
 

@@ -6,6 +6,7 @@
     ├── Forbidden             403 insufficient_scope    from api.auth.InsufficientScope
     ├── NotFound              404 not_found             path id not a UUID, unknown route
     ├── MethodNotAllowed      405 method_not_allowed
+    ├── UnsupportedMediaType  415 unsupported_media_type  the body is not declared as JSON
     ├── Rejected              403/404/409/429 <reason>  a worker refused the command
     ├── TooManyRequests       429 too_many_requests     the client's rate (the front's own)
     ├── InternalError         500 generic_error         a bug; details only in the log
@@ -117,6 +118,20 @@ class MethodNotAllowed(ApiError):
             title="Method Not Allowed",
             detail="The resource does not support this method.",
             headers={"Allow": allow} if allow else None,
+        )
+
+
+class UnsupportedMediaType(ApiError):
+    """415: the body is not declared as UTF-8 JSON (``Content-Type``); checked after
+    authentication and before the body is read."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            status=415,
+            code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            title="Unsupported Media Type",
+            detail=detail,
+            field="Content-Type",
         )
 
 

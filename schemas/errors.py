@@ -1,6 +1,6 @@
 """HTTP error bodies, in the two shapes the seed endpoint defines, and the error codes.
 
-- 400, 404, 500, 503 answer a flat :class:`FlatError`;
+- 400, 404, 415, 500, 503 answer a flat :class:`FlatError`;
 - 401, 403, 409 and 429 answer an :class:`ErrorList` of :class:`ErrorItem` (SPEC §9 gives
   429 the list shape).
 
@@ -17,6 +17,7 @@ LIST_SHAPED_STATUSES = frozenset({401, 403, 409, 429})
 
 class ErrorCode(StrEnum):
     VALIDATION_ERROR = "validation_error"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "insufficient_scope"

@@ -70,7 +70,9 @@ async def test_errors_carry_the_id(
     authenticated: bool,
     status: int,
 ) -> None:
-    headers = {REQUEST_ID_HEADER: "trace-err"} | (mint.headers() if authenticated else {})
+    headers = {REQUEST_ID_HEADER: "trace-err", "Content-Type": "application/json"} | (
+        mint.headers() if authenticated else {}
+    )
     response = await client.request(method, url, headers=headers, content=b"{}")
     assert response.status_code == status
     assert response.headers[REQUEST_ID_HEADER] == "trace-err"

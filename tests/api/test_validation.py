@@ -123,7 +123,8 @@ async def test_body_larger_than_the_limit(
     client: httpx.AsyncClient, gateway: FakeGateway, mint: TokenMint
 ) -> None:
     content = json.dumps({"signature": SIGNATURE, "pad": "x" * MAX_BODY_BYTES}).encode()
-    response = await client.put(CHALLENGE_URL, content=content, headers=mint.headers())
+    headers = mint.headers() | {"Content-Type": "application/json"}
+    response = await client.put(CHALLENGE_URL, content=content, headers=headers)
     _refused(response, gateway, "body")
 
 
