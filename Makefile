@@ -19,7 +19,8 @@ kafka: $(STAMP)
 	$(BIN)/python -m harness.kafka.local_kafka fetch
 
 # Kafka on 127.0.0.1:9092, the workers, the API on 127.0.0.1:8000 and the OTP sink; Ctrl-C
-# stops them all.
+# stops them all. The API trusts the development key unless AUTH_JWKS_FILE or AUTH_JWKS_URL,
+# with AUTH_ISSUER and AUTH_AUDIENCE, name an identity provider's (environment or make args).
 run: kafka
 	$(BIN)/python -m dev.stack
 

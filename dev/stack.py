@@ -8,9 +8,14 @@ Starts, in order, and stops in reverse on Ctrl-C or SIGTERM:
 3. the development OTP sink, which prints each OTP instead of sending an SMS;
 4. the reference audit consumer (trail in var/audit.db; ``python -m audit verify``) and the
    fraud-signal consumer, unless ``CONSUMERS=0``;
-5. the API on 127.0.0.1:8000, trusting the development signing key in var/dev/.
+5. the API on 127.0.0.1:8000. Its token settings are the environment's when it has them:
+   with ``AUTH_JWKS_FILE`` or ``AUTH_JWKS_URL`` the API trusts that key set, with
+   ``AUTH_ISSUER`` and ``AUTH_AUDIENCE`` (both required then), and no development key is
+   made; without either, it trusts the development signing key in var/dev/, with
+   ``AUTH_ISSUER`` and ``AUTH_AUDIENCE`` if set, else ``device-binding-dev`` and
+   ``device-binding`` (what ``make token`` mints).
 
-Mint a token with ``make token``; play the bank's app with ``make demo``.
+Mint a token with ``make token`` (development key); play the bank's app with ``make demo``.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Final
 
 from harness import devkeys
 from harness.kafka import local_kafka
@@ -32,10 +39,86 @@ from schemas import topics
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
 
+KEY_SET_VARIABLES: Final = ("AUTH_JWKS_FILE", "AUTH_JWKS_URL")
+CLAIM_VARIABLES: Final = ("AUTH_ISSUER", "AUTH_AUDIENCE")
+AUTH_VARIABLES: Final = (*KEY_SET_VARIABLES, *CLAIM_VARIABLES)
+
+
+class AuthConfigurationError(ValueError):
+    """The token settings in the environment cannot make a working API."""
+
+
+def development_jwks() -> Path:
+    return devkeys.ensure_keys(VAR / "dev")
+
+
+def api_auth(
+    environ: Mapping[str, str], make_development_jwks: Callable[[], Path] = development_jwks
+) -> dict[str, str]:
+    """The API's token settings: the key set ``environ`` names, with its issuer and audience;
+    without one, the development key (made only then), with the issuer and audience
+    ``environ`` sets or else the development ones (what ``make token`` mints by default).
+    An empty variable counts as unset."""
+    given = {name: environ[name] for name in AUTH_VARIABLES if environ.get(name, "").strip()}
+    key_sets = [name for name in KEY_SET_VARIABLES if name in given]
+    if len(key_sets) > 1:
+        raise AuthConfigurationError("set one of AUTH_JWKS_FILE and AUTH_JWKS_URL, not both")
+    if key_sets:
+        missing = [name for name in CLAIM_VARIABLES if name not in given]
+        if missing:
+            # The development issuer and audience are no identity provider's: every token
+            # would be refused.
+            raise AuthConfigurationError(
+                f"{key_sets[0]} is set, so set {' and '.join(missing)} too: the values the"
+                " identity provider puts in its tokens"
+            )
+        return given
+    return {**auth_environment(make_development_jwks()), **given}
+
+
+def process_environment(
+    environ: Mapping[str, str], *, bootstrap: str, auth: Mapping[str, str]
+) -> dict[str, str]:
+    """What every process of the stack runs with (the API reads ``auth``): ``environ``, its
+    token settings replaced by ``auth`` (see :func:`api_auth`), local defaults added."""
+    return {
+        **{name: value for name, value in environ.items() if name not in AUTH_VARIABLES},
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": environ.get(
+            "DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'device-binding.db'}"
+        ),
+        "AUDIT_DATABASE_URL": environ.get(
+            "AUDIT_DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'audit.db'}"
+        ),
+        **auth,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def uses_development_key(environ: Mapping[str, str]) -> bool:
+    return not any(environ.get(name, "").strip() for name in KEY_SET_VARIABLES)
+
+
+def token_hint(auth: Mapping[str, str], *, development_key: bool) -> str:
+    """How to get a token that the API started with ``auth`` accepts."""
+    if not development_key:
+        return "token: from the identity provider    demo: API_TOKEN=... make demo"
+    issuer, audience = auth["AUTH_ISSUER"], auth["AUTH_AUDIENCE"]
+    if (issuer, audience) == (devkeys.DEFAULT_ISSUER, devkeys.DEFAULT_AUDIENCE):
+        return "token: make token    demo: make demo"
+    return (
+        "token: .venv/bin/python -m harness.devkeys mint --client-id bank-app-1"
+        f" --issuer {issuer} --audience {audience}"
+    )
+
 
 def main() -> int:
     VAR.mkdir(exist_ok=True)
-    jwks = devkeys.ensure_keys(VAR / "dev")
+    try:
+        auth = api_auth(os.environ)
+    except AuthConfigurationError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 2
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -52,18 +135,7 @@ def main() -> int:
         print("starting Kafka on 127.0.0.1:9092 ...", flush=True)
         broker.start()
         bootstrap = broker.bootstrap_servers
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "DATABASE_URL": os.environ.get(
-            "DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'device-binding.db'}"
-        ),
-        "AUDIT_DATABASE_URL": os.environ.get(
-            "AUDIT_DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'audit.db'}"
-        ),
-        **auth_environment(jwks),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = process_environment(os.environ, bootstrap=bootstrap, auth=auth)
     python = sys.executable
     children: list[subprocess.Popen[bytes]] = []
 
@@ -96,9 +168,12 @@ def main() -> int:
             asyncio.run(wait_until_ready("http://127.0.0.1:8000/readyz", within=90))
         except TimeoutError:
             print("the API is not ready after 90 s; see the log above", file=sys.stderr)
+        key_set = auth.get("AUTH_JWKS_FILE") or auth.get("AUTH_JWKS_URL")
         print(
-            f"\nstack up: Kafka {bootstrap}, API http://127.0.0.1:8000, JWKS {jwks}\n"
-            "  token: make token    demo: make demo    stop: Ctrl-C\n",
+            f"\nstack up: Kafka {bootstrap}, API http://127.0.0.1:8000, JWKS {key_set}"
+            f" (issuer {auth['AUTH_ISSUER']}, audience {auth['AUTH_AUDIENCE']})\n"
+            f"  {token_hint(auth, development_key=uses_development_key(os.environ))}"
+            "    stop: Ctrl-C\n",
             flush=True,
         )
         while not stopping:
