@@ -99,8 +99,6 @@ def cases() -> list[Hostile]:
         # JSON allows duplicate keys; the last one is read (as the model's parser reads it,
         # once), so a valid first value cannot smuggle an invalid last one.
         ("put-duplicate-key-last-invalid",  b'{"signature": "%s", "signature": "zz"}' % SIGNATURE.encode(), "signature", JSON),
-        ("put-form-encoded",                b"signature=" + SIGNATURE.encode(),                      "body",      form),
-        ("put-text-plain-not-json",         SIGNATURE.encode(),                                      "body",      {"Content-Type": "text/plain"}),
         ("put-utf16-body",                  '{"signature": "ab"}'.encode("utf-16"),                  "body",      JSON),
         ("put-body-over-64KiB",             _json({"signature": SIGNATURE, "pad": "x" * MAX_BODY_BYTES}), "body", JSON),
         ("put-signature-over-64KiB",        _json({"signature": "ab" * (MAX_BODY_BYTES // 2)}),      "body",      JSON),
@@ -124,7 +122,6 @@ def cases() -> list[Hostile]:
         # name                              body                                                      field       headers
         ("post-malformed-json",             b'{"person_id": ',                                       "body",      JSON),
         ("post-duplicate-key-last-invalid", registration[:-1] + b', "key": "04"}',                   "key",       JSON),
-        ("post-form-encoded",               b"person_id=p&key_type=ecdsa-p256&key=" + good.encode(), "body",      form),
         ("post-body-over-64KiB",            _json(_registration(good, device_data="d" * MAX_BODY_BYTES)), "body", JSON),
         ("post-device-data-over-8KiB",      _json(_registration(good, device_data="d" * (MAX_DEVICE_DATA_BYTES + 1))), "device_data", JSON),
         ("post-key-type-upper-case",        _json({**_registration(good), "key_type": "ECDSA-P256"}), "key_type", JSON),
@@ -162,6 +159,19 @@ def cases() -> list[Hostile]:
         ("patch-device",                  "PATCH",  "/v1/mfa/devices/{device}",                           b"{}",    405, "method_not_allowed",   None,            "valid"),
         ("get-device-oversized-id",       "GET",    "/v1/mfa/devices/" + "f" * 4096,                      None,     404, "not_found",            None,            "valid"),
     ]
+    # A body in anything but JSON (or without a Content-Type): 415 before it is read, in
+    # the flat shape; no field to name.
+    media: list[tuple[str, str, str, bytes, Mapping[str, str]]] = [
+        # name                      method  path       body                                                   headers
+        ("put-form-encoded",        "PUT",  CHALLENGE, b"signature=" + SIGNATURE.encode(),                    form),
+        ("put-text-plain-not-json", "PUT",  CHALLENGE, SIGNATURE.encode(),                                    {"Content-Type": "text/plain"}),
+        ("put-json-as-text-plain",  "PUT",  CHALLENGE, sig,                                                   {"Content-Type": "text/plain"}),
+        ("put-json-as-xml",         "PUT",  CHALLENGE, sig,                                                   {"Content-Type": "application/xml"}),
+        ("put-json-as-multipart",   "PUT",  CHALLENGE, sig,                                                   {"Content-Type": "multipart/form-data; boundary=x"}),
+        ("put-no-content-type",     "PUT",  CHALLENGE, sig,                                                   {}),
+        ("post-form-encoded",       "POST", DEVICES,   b"person_id=p&key_type=ecdsa-p256&key=" + good.encode(), form),
+        ("post-no-content-type",    "POST", DEVICES,   registration,                                          {}),
+    ]
     # fmt: on
     table = [
         *(
@@ -175,6 +185,10 @@ def cases() -> list[Hostile]:
         *(
             Hostile(name, method, path, body, status, code, field, auth=auth)
             for name, method, path, body, status, code, field, auth in refused
+        ),
+        *(
+            Hostile(name, method, path, body, 415, "unsupported_media_type", None, headers)
+            for name, method, path, body, headers in media
         ),
     ]
     names = [case.name for case in table]

@@ -375,13 +375,17 @@ async def test_badly_made_signature_counts_one_failed_attempt(stack: Stack, kind
     assert events[1]["data"]["attempt"] == 1
 
 
-async def test_duplicate_keys_forward_the_value_that_was_validated(stack: Stack) -> None:
-    """``{"signature": <invalid>, "signature": <valid hex>}``: the API validates the last
-    value, and the command carries that same value, never the first."""
+async def test_duplicate_keys_are_refused_before_anything_is_published(stack: Stack) -> None:
+    """``{"signature": <wrong>, "signature": <valid>}``: a gateway, WAF or log reading the
+    first key would see another signature than the one verified, so neither is: 400, no
+    command, nothing counted."""
     key = DeviceKey()
     _, challenge_id, otp = await stack.register(key)
-    wrong = DeviceKey().sign(otp)
-    content = b'{"signature": "not hex", "signature": "%s"}' % wrong.encode()
+    before_offsets = await stack.end_offsets()
+    content = b'{"signature": "%s", "signature": "%s"}' % (
+        DeviceKey().sign(otp).encode(),
+        key.sign(otp).encode(),
+    )
 
     response = await stack.http.put(
         f"{SIGNATURES}/{challenge_id}",
@@ -389,13 +393,11 @@ async def test_duplicate_keys_forward_the_value_that_was_validated(stack: Stack)
         content=content,
     )
 
-    _assert_error(response, 403, "invalid_signature")
-    request_id = response.headers["X-Request-ID"]
-    [command] = await stack.commands.wait_for(
-        lambda r: r["value"] is not None and r["value"].get("request_id") == request_id
-    )
-    assert command["value"]["signature"] == wrong
-    assert (await stack.challenge(challenge_id)).failed_attempts == 1
+    error = _assert_error(response, 400, "validation_error")
+    assert "signature: appears more than once" in error["detail"]
+    assert await stack.end_offsets() == before_offsets
+    challenge = await stack.challenge(challenge_id)
+    assert (challenge.status, challenge.failed_attempts) == ("pending", 0)
 
 
 async def test_another_clients_challenge_is_refused_without_counting(stack: Stack) -> None:
