@@ -57,9 +57,10 @@ SUSPICIOUS_ACTIVITY_CHANNEL = Channel(
     "suspicious_activity",
     topics.SUSPICIOUS_ACTIVITY,
     "Public contract. Fraud signals, CloudEvents 1.0 in structured JSON mode, raised by the "
-    "fraud-signal consumer when one person's or one device's rejections (of binding and "
-    "device signing attempts alike) within a sliding window reach a threshold. No signal "
-    "carries the OTP or a signature.",
+    "fraud-signal consumer: suspicious_activity when one person's or one device's "
+    "rejections (of binding and device signing attempts alike) within a sliding window "
+    "reach a threshold, person_lock_alert when the service locks a person. Consumers skip "
+    "the types they do not know. No signal carries the OTP or a signature.",
     public=True,
 )
 CHANNELS = (

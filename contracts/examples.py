@@ -56,7 +56,14 @@ from schemas.events import (
     PersonLockedEvent,
 )
 from schemas.reasons import SIGNATURE_REJECTION_REASONS, Reason
-from schemas.signals import ReasonCount, Scope, SuspiciousActivity, SuspiciousActivityEvent
+from schemas.signals import (
+    PersonLockAlert,
+    PersonLockAlertEvent,
+    ReasonCount,
+    Scope,
+    SuspiciousActivity,
+    SuspiciousActivityEvent,
+)
 from schemas.signing import string_to_sign
 
 
@@ -76,6 +83,7 @@ def example_events() -> Iterator[tuple[str, BaseModel]]:
     for reason in sorted(DEVICE_SIGNATURE_REJECTION_REASONS):
         yield f"device_signature_rejected.{reason.value}", device_rejection(reason)
     yield "person_locked", _person_locked()
+    yield "person_lock_alert", _person_lock_alert()
 
 
 def _challenge_created() -> ChallengeCreatedEvent:
@@ -232,4 +240,15 @@ def _person_locked() -> PersonLockedEvent:
             locked_at=LOCKED_AT,
             locked_until=LOCKED_UNTIL,
         ),
+    )
+
+
+def _person_lock_alert() -> PersonLockAlertEvent:
+    """The fraud consumer's alert on the example lock (fraud/locks.py)."""
+    lock = _person_locked()
+    return PersonLockAlertEvent(
+        id=str(fixed_id("person_lock_alert")),
+        subject=lock.subject,
+        time=lock.time,
+        data=PersonLockAlert(**lock.data.model_dump(exclude={"request_id"}), event_id=lock.id),
     )

@@ -45,7 +45,7 @@ from schemas.events import (
 )
 from schemas.otp import OtpDelivery
 from schemas.replies import Reply
-from schemas.signals import SuspiciousActivityEvent
+from schemas.signals import PersonLockAlertEvent, SuspiciousActivityEvent
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -119,6 +119,8 @@ _PERSON_EVENT_KEY = MessageKey(
     "person stay in order on one partition.",
     is_uuid=False,
 )
+# Every fraud signal of a person, whatever its type, on one partition, in order.
+_SIGNAL_KEY = MessageKey("/data/person_id", "The person id.", is_uuid=False)
 _CLOUDEVENTS_HEADER = Header(
     "content-type", "CloudEvents structured JSON mode.", const=CLOUDEVENTS_CONTENT_TYPE
 )
@@ -131,18 +133,15 @@ _REPLY_PARTITION = Header(
 
 
 def _event(
-    name: str, summary: str, payload: type[BaseModel], key: MessageKey = _EVENT_KEY
+    name: str,
+    summary: str,
+    payload: type[BaseModel],
+    key: MessageKey = _EVENT_KEY,
+    channel: Channel = EVENTS_CHANNEL,
 ) -> MessageSpec:
-    """A result event on the events channel: a CloudEvent in structured JSON mode."""
-    return MessageSpec(
-        name,
-        EVENTS_CHANNEL,
-        summary,
-        payload,
-        key,
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
-    )
+    """A CloudEvent in structured JSON mode: a result event, unless on another channel."""
+    headers = (_CLOUDEVENTS_HEADER,)
+    return MessageSpec(name, channel, summary, payload, key, CLOUDEVENTS_CONTENT_TYPE, headers)
 
 
 COMMAND_MESSAGES = (
@@ -327,14 +326,20 @@ DEFAULT_MESSAGES: tuple[MessageSpec, ...] = (
             ),
         ),
     ),
-    MessageSpec(
+    _event(
         "suspicious_activity",
-        SUSPICIOUS_ACTIVITY_CHANNEL,
         "Rejections of one person (scope person) or one device (scope device) reached the "
         "threshold within the window.",
         SuspiciousActivityEvent,
-        MessageKey("/data/person_id", "The person id.", is_uuid=False),
-        CLOUDEVENTS_CONTENT_TYPE,
-        (_CLOUDEVENTS_HEADER,),
+        _SIGNAL_KEY,
+        SUSPICIOUS_ACTIVITY_CHANNEL,
+    ),
+    _event(
+        "person_lock_alert",
+        "The service locked a person (a person_locked event): one alert per lock, its id "
+        "the same whenever that lock is seen again.",
+        PersonLockAlertEvent,
+        _SIGNAL_KEY,
+        SUSPICIOUS_ACTIVITY_CHANNEL,
     ),
 )

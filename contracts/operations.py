@@ -39,7 +39,9 @@ OPERATIONS = (
     Operation("worker", "send", REPLIES_CHANNEL, "The workers answer the API replica."),
     Operation("worker", "send", COMMANDS_DLQ_CHANNEL, "The workers set aside malformed commands."),
     Operation("audit", "receive", EVENTS_CHANNEL, "The audit consumer keeps every event."),
-    Operation("fraud", "receive", EVENTS_CHANNEL, "The fraud consumer counts rejections."),
+    Operation(
+        "fraud", "receive", EVENTS_CHANNEL, "The fraud consumer counts rejections and reads locks."
+    ),
     Operation(
         "fraud", "send", SUSPICIOUS_ACTIVITY_CHANNEL, "The fraud consumer raises fraud signals."
     ),

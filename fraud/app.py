@@ -1,4 +1,6 @@
-"""The fraud-signal consumer process: result events in, suspicious-activity alerts out.
+"""The fraud-signal consumer process: result events in, alerts out: suspicious activity when
+rejections within a window reach a threshold (``fraud/windows.py``), and each person the
+service locked (``fraud/locks.py``).
 
 One instance reads every partition of the events topic. Events are keyed by challenge id,
 so one person's rejections land on any partition; a consumer group would split them over
@@ -10,10 +12,11 @@ Delivery, at least once with stable ids:
 - A batch of records is counted in event-time order, its alerts are published and
   acknowledged (``acks=all``, idempotent producer), and only then are its offsets
   committed. A crash in between publishes the same alerts again after a restart, with the
-  same CloudEvents ids (see ``fraud/windows.py``), so consumers of the alerts deduplicate.
-- The windows live in memory. On start they are rebuilt from the events just before the
-  committed offsets, counted without publishing: those alerts went out before the commit.
-  Publishing resumes at the committed offsets.
+  same CloudEvents ids (see ``fraud/windows.py``, ``fraud/locks.py``), so consumers of the
+  alerts deduplicate.
+- The windows, and the locks seen, live in memory. On start they are rebuilt from the
+  events just before the committed offsets, counted without publishing: those alerts went
+  out before the commit. Publishing resumes at the committed offsets.
 - Any failure while consuming ends the process (``stop`` raises it), to be restarted by
   its supervisor: after a half-handled batch the in-memory windows have counted events
   whose alerts may be unpublished, and only the warm-up rebuilds them faithfully.
@@ -30,13 +33,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
-from fraud.attempts import REJECTED, AttemptEvent
-from fraud.records import read_attempt
+from fraud.attempts import REJECTED
+from fraud.locks import LockAlerts
+from fraud.records import ReadEvent, event_time, read_event
 from fraud.settings import FraudSettings
 from fraud.topics import provision_topics
-from fraud.windows import RejectionWindows, event_time
-from schemas.events import CLOUDEVENTS_CONTENT_TYPE
-from schemas.signals import SuspiciousActivityEvent
+from fraud.windows import RejectionWindows
+from schemas.events import CLOUDEVENTS_CONTENT_TYPE, PersonLockedEvent
+from schemas.signals import PersonLockAlertEvent, SuspiciousActivityEvent
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +49,11 @@ _POLL_MS = 1000
 
 # An offset per partition. Offset ranges below are (start, end): start included, end not.
 Offsets = dict[TopicPartition, int]
+Signal = SuspiciousActivityEvent | PersonLockAlertEvent
 
 
-def _attempt(record: Any) -> AttemptEvent | None:
-    return read_attempt(
+def _event(record: Any) -> ReadEvent | None:
+    return read_event(
         record.value, topic=record.topic, partition=record.partition, offset=record.offset
     )
 
@@ -67,6 +72,7 @@ class FraudSignals:
             reasons=settings.fraud_reasons,
             lateness=self._lateness,
         )
+        self.locks = LockAlerts()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.fraud_consumer_group,
@@ -192,21 +198,23 @@ class FraudSignals:
             found = since.get(partition)
             ranges[partition] = (min(found.offset, end) if found is not None else end, end)
 
-        rejections: list[AttemptEvent] = []
+        counted: list[ReadEvent] = []
 
         def keep(record: Any) -> None:
-            event = _attempt(record)
-            if event is not None and event.type in REJECTED:
-                rejections.append(event)
+            event = _event(record)
+            if event is not None and (
+                isinstance(event, PersonLockedEvent) or event.type in REJECTED
+            ):
+                counted.append(event)
 
         await self._read(ranges, keep)
         # All partitions' events at once, in event time: the order they happened in, as
         # near as the event times tell, whatever order they were consumed in before.
-        rejections.sort(key=event_time)
-        already_published = sum(len(self.windows.observe(event)) for event in rejections)
+        counted.sort(key=event_time)
+        already_published = sum(len(self._observe(event)) for event in counted)
         logger.info(
-            "warmed up on %d rejections (%d alerts among them were published before)",
-            len(rejections),
+            "warmed up on %d rejections and locks (%d alerts among them were published before)",
+            len(counted),
             already_published,
         )
 
@@ -256,28 +264,38 @@ class FraudSignals:
             event
             for records in batches.values()
             for record in records
-            if (event := _attempt(record)) is not None
+            if (event := _event(record)) is not None
         ]
         # Partitions are fetched side by side; ordering the batch by event time keeps the
         # windows' out-of-order handling for what spans batches.
         events.sort(key=event_time)
         for event in events:
-            for alert in self.windows.observe(event):
+            for alert in self._observe(event):
                 await self._publish(alert)
         await self._consumer.commit(
             {partition: records[-1].offset + 1 for partition, records in batches.items() if records}
         )
 
-    async def _publish(self, alert: SuspiciousActivityEvent) -> None:
+    def _observe(self, event: ReadEvent) -> list[Signal]:
+        """The alerts ``event`` raises: a lock's own, or a window's crossing of a threshold."""
+        if isinstance(event, PersonLockedEvent):
+            return [*self.locks.observe(event)]
+        return [*self.windows.observe(event)]
+
+    async def _publish(self, alert: Signal) -> None:
         await self._producer.send_and_wait(
             self.settings.signals_topic,
             value=alert.model_dump_json().encode(),
+            # By person, whichever the alert: a person's alerts stay in order.
             key=alert.data.person_id.encode(),
             headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())],
         )
-        logger.info(
-            "alert %s: %s threshold %d reached",
-            alert.id,
-            alert.data.scope,
-            alert.data.threshold,
-        )
+        if isinstance(alert, PersonLockAlertEvent):
+            logger.info("alert %s: a person locked until %s", alert.id, alert.data.locked_until)
+        else:
+            logger.info(
+                "alert %s: %s threshold %d reached",
+                alert.id,
+                alert.data.scope,
+                alert.data.threshold,
+            )

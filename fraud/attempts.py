@@ -1,4 +1,4 @@
-"""The result events the fraud consumer reads: signature attempts, of binding a device and of
+"""The result events the fraud consumer counts: signature attempts, of binding a device and of
 signing with a bound one (SPEC §8). Both carry the same attempt fields; a device signing
 attempt adds the purpose of the key that was to sign, which nothing here counts by."""
 

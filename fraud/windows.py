@@ -21,10 +21,11 @@ import uuid
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from fraud.attempts import REJECTED, AttemptEvent
+from fraud.records import event_time
 from schemas.reasons import Reason
 from schemas.signals import ReasonCount, Scope, SuspiciousActivity, SuspiciousActivityEvent
 
@@ -32,18 +33,6 @@ from schemas.signals import ReasonCount, Scope, SuspiciousActivity, SuspiciousAc
 _NAMESPACE = uuid.UUID("3d6d0d10-f4df-4e30-83a7-615749a24492")
 
 DEFAULT_REASONS = frozenset({Reason.INVALID_SIGNATURE, Reason.CHALLENGE_LOCKED})
-
-
-def event_time(event: AttemptEvent) -> datetime:
-    """The event's ``decided_at`` in UTC; a naive time (not what the worker sends) is UTC.
-
-    Aware and naive datetimes cannot be compared, so one stray naive time would otherwise
-    break every comparison of its key.
-    """
-    decided = event.data.decided_at
-    if decided.tzinfo is None:
-        return decided.replace(tzinfo=UTC)
-    return decided.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Every CloudEvents message of the published contract, each result event type and the fraud
+"""Every CloudEvents message of the published contract, each result event type and each fraud
 signal alike: a change of its type or data that breaks its v1 consumers is reported against
 its frozen examples, and an optional addition is not.
 
@@ -22,7 +22,7 @@ from schemas.events import (
     PersonLocked,
     SignatureAttempt,
 )
-from schemas.signals import SuspiciousActivity
+from schemas.signals import PersonLockAlert, SuspiciousActivity
 from tests.contracts.changes import changed, examples_of, problems_with
 
 pytestmark = pytest.mark.audit
@@ -40,6 +40,7 @@ CARRIED: dict[str, tuple[type[BaseModel], str]] = {
     "key_added": (KeyAdded, "signed_by_key_id"),
     "person_locked": (PersonLocked, "locked_until"),
     "suspicious_activity": (SuspiciousActivity, "event_ids"),
+    "person_lock_alert": (PersonLockAlert, "locked_until"),
 }
 
 

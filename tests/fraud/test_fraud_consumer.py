@@ -7,6 +7,7 @@ worker keys them, so they spread over the events topic's partitions.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from fraud.settings import FraudSettings
 from harness.topics import create_topics, unique_name
 from schemas.events import ChallengeCreated, CloudEvent, EventType, SignatureAttempt
 from schemas.reasons import Reason
-from schemas.signals import Scope, SuspiciousActivityEvent
+from schemas.signals import SUSPICIOUS_ACTIVITY, Scope, SuspiciousActivityEvent
 
 pytestmark = [pytest.mark.audit, pytest.mark.kafka]
 
@@ -164,7 +165,15 @@ class Bench:
             await admin.close()
 
     async def alerts(self) -> list[Alert]:
-        """Every alert on the signals topic so far, in order."""
+        """Every suspicious_activity alert on the signals topic so far, in order."""
+        return [
+            Alert(key, SuspiciousActivityEvent.model_validate_json(value))
+            for key, value in await self.signals()
+            if json.loads(value)["type"] == SUSPICIOUS_ACTIVITY
+        ]
+
+    async def signals(self) -> list[tuple[bytes | None, bytes]]:
+        """Every record on the signals topic so far, whatever its type: (key, value)."""
         topic = self.settings.signals_topic
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
         await consumer.start()
@@ -174,15 +183,13 @@ class Bench:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
-            alerts = []
+            signals = []
             while any([await consumer.position(tp) < end for tp, end in ends.items()]):
                 batches = await consumer.getmany(timeout_ms=1000)
-                alerts += [
-                    Alert(record.key, SuspiciousActivityEvent.model_validate_json(record.value))
-                    for records in batches.values()
-                    for record in records
+                signals += [
+                    (record.key, record.value) for records in batches.values() for record in records
                 ]
-            return alerts
+            return signals
         finally:
             await consumer.stop()
 

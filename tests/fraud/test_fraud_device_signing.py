@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from fraud.attempts import AttemptEvent
-from fraud.records import read_attempt
+from fraud.records import ReadEvent, read_event
 from fraud.windows import RejectionWindows
 from harness.topics import create_topics
 from schemas.devices import KeyPurpose
@@ -48,8 +48,8 @@ def feed(target: RejectionWindows, *events: AttemptEvent) -> list[SuspiciousActi
     return [alert for event in events for alert in target.observe(event)]
 
 
-def read(event: BaseModel) -> AttemptEvent | None:
-    return read_attempt(event.model_dump_json().encode(), topic="t", partition=0, offset=0)
+def read(event: BaseModel) -> ReadEvent | None:
+    return read_event(event.model_dump_json().encode(), topic="t", partition=0, offset=0)
 
 
 # Reading them off the topic.
@@ -87,7 +87,7 @@ def test_a_malformed_device_attempt_is_skipped() -> None:
     document = device_attempt_event(1).model_dump(mode="json")
     document["data"]["key_purpose"] = "master"
 
-    assert read_attempt(json.dumps(document).encode(), topic="t", partition=0, offset=0) is None
+    assert read_event(json.dumps(document).encode(), topic="t", partition=0, offset=0) is None
 
 
 # Counting them.
