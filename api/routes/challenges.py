@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/mfa/challenges/signatures", tags=["challenges"])
     "/{id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(400, 401, 403, 404, 409, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 415, 429, 500, 503),
     openapi_extra=request_body(SignatureSubmission),
 )
 async def verify_signature(
@@ -42,7 +42,7 @@ async def verify_signature(
 @router.get(
     "/{id}",
     response_model=ChallengeView,
-    responses=error_responses(401, 403, 404, 500, 503),
+    responses=error_responses(401, 403, 404, 429, 500, 503),
 )
 async def get_challenge(
     header: CommandHeaderDep, challenge_id: ResourceIdDep, gateway: GatewayDep

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/mfa/challenges/devices", tags=["device challenges
     "",
     status_code=201,
     response_model=DeviceChallengeOpened,
-    responses=error_responses(400, 401, 403, 404, 409, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 415, 429, 500, 503),
     openapi_extra=request_body(DeviceChallengeRequest),
 )
 async def open_device_challenge(
@@ -59,7 +59,7 @@ async def open_device_challenge(
     "/{id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(400, 401, 403, 404, 409, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 415, 429, 500, 503),
     openapi_extra=request_body(SignatureSubmission),
 )
 async def verify_device_signature(
@@ -83,7 +83,7 @@ async def verify_device_signature(
 @router.get(
     "/{id}",
     response_model=DeviceChallengeView,
-    responses=error_responses(401, 403, 404, 500, 503),
+    responses=error_responses(401, 403, 404, 429, 500, 503),
 )
 async def get_device_challenge(
     header: CommandHeaderDep, challenge_id: ResourceIdDep, gateway: GatewayDep

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1/mfa/devices", tags=["devices"])
     "",
     status_code=202,
     response_model=DeviceRegistered,
-    responses=error_responses(400, 401, 403, 409, 500, 503),
+    responses=error_responses(400, 401, 403, 409, 415, 429, 500, 503),
     openapi_extra=request_body(DeviceRegistration),
 )
 async def register_device(
@@ -58,7 +58,7 @@ async def register_device(
 @router.get(
     "",
     response_model=DeviceList,
-    responses=error_responses(400, 401, 403, 500, 503),
+    responses=error_responses(400, 401, 403, 429, 500, 503),
 )
 async def list_devices(
     header: CommandHeaderDep,
@@ -73,7 +73,7 @@ async def list_devices(
 @router.get(
     "/{id}",
     response_model=DeviceView,
-    responses=error_responses(401, 403, 404, 500, 503),
+    responses=error_responses(401, 403, 404, 429, 500, 503),
 )
 async def get_device(
     header: CommandHeaderDep, device_id: ResourceIdDep, gateway: GatewayDep
@@ -87,7 +87,7 @@ async def get_device(
     "/{id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(401, 403, 404, 500, 503),
+    responses=error_responses(401, 403, 404, 429, 500, 503),
 )
 async def unbind_device(
     header: CommandHeaderDep, device_id: ResourceIdDep, gateway: GatewayDep

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/mfa/devices", tags=["keys"])
 @router.get(
     "/{id}/keys",
     response_model=DeviceKeys,
-    responses=error_responses(401, 403, 404, 500, 503),
+    responses=error_responses(401, 403, 404, 429, 500, 503),
 )
 async def list_keys(
     header: CommandHeaderDep, device_id: ResourceIdDep, gateway: GatewayDep
@@ -31,7 +31,7 @@ async def list_keys(
     "/{id}/keys",
     status_code=201,
     response_model=KeyAdded,
-    responses=error_responses(400, 401, 403, 404, 409, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 415, 429, 500, 503),
     openapi_extra=request_body(KeyAddition),
 )
 async def add_key(
