@@ -5,16 +5,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.error_handlers import install_error_handlers
 from api.gateway import KafkaGateway
 from api.jwks import KeySet
+from api.limits import install_limits, within_client_rate
 from api.metrics import MetricsMiddleware
-from api.metrics import router as metrics_router
 from api.openapi import install_openapi
 from api.request_ids import RequestIdMiddleware
-from api.routes import challenges, device_challenges, devices, health, keys
+from api.routes import challenges, device_challenges, devices, keys
 from api.settings import Settings
 from api.tracing import TracingMiddleware
 from schemas.challenges import SignatureSubmission
@@ -68,17 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def serve_routes(app: FastAPI, settings: Settings) -> None:
-    """The routes, error answers and middlewares of the API on ``app``, whose lifespan puts
-    the key set and the gateway in its state (the benchmark's inline peer shares these)."""
+    """The routes, error answers, limits and middlewares of the API on ``app``, whose
+    lifespan puts the key set and the gateway in its state (the benchmark's inline peer
+    shares these). The probes and metrics are the admin app's (api/admin.py)."""
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(TracingMiddleware)
+    # Outside the tracing and the metrics: a refusal for overload costs as little as it can.
+    install_limits(app, settings)
     # Added last, so outermost: every answer, a 500 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(devices.router)
-    app.include_router(challenges.router)
-    app.include_router(keys.router)
-    app.include_router(device_challenges.router)
-    app.include_router(health.router)
-    app.include_router(metrics_router)
+    # Each route's first dependency: the client's rate, right after its token is checked
+    # and before the path, the body or anything published.
+    for router in (devices.router, challenges.router, keys.router, device_challenges.router):
+        app.include_router(router, dependencies=[Depends(within_client_rate)])

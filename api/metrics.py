@@ -1,4 +1,4 @@
-"""The API's Prometheus metrics, served at ``GET /metrics``.
+"""The API's Prometheus metrics, served at ``GET /metrics`` on the admin port (api/admin.py).
 
 Labels are bounded: the route is the matched path template (``/v1/mfa/devices/{id}``), never
 the raw path, and requests no route matched share the label ``unmatched``.
@@ -7,7 +7,7 @@ the raw path, and requests no route matched share the label ``unmatched``.
 import time
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Seconds; spans the reply wait (5 s by default) with room on both sides.
@@ -37,6 +37,13 @@ REPLY_WAIT = Histogram(
     ["type", "outcome"],
     buckets=_LATENCY_BUCKETS,
 )
+
+REQUESTS_IN_FLIGHT = Gauge(
+    "device_binding_http_requests_in_flight",
+    "Requests on /v1 being served by this replica now (bounded by MAX_IN_FLIGHT)",
+)
+# Refusals by limit (client_rate, in_flight here): telemetry.limits.LIMITED, shared with the
+# workers' limits.
 
 router = APIRouter()
 

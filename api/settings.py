@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     reply_wait_seconds: float = Field(default=5.0, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     retry_after_seconds: int = Field(default=1, ge=1)
+    # Per client id (the token's client_id), per replica: a token bucket refilled at this
+    # rate, holding at most this many; past it 429 too_many_requests (api/rate_limits.py).
+    client_rate_per_second: float = Field(default=200.0, gt=0)
+    client_rate_burst: int = Field(default=400, ge=1)
+    # Requests on /v1 being served at once by this replica; past it 503 at once (api/limits.py).
+    max_in_flight: int = Field(default=256, ge=1)
     commands_topic: TopicName = topics.COMMANDS
     replies_topic: TopicName = topics.REPLIES
     instance_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
@@ -56,9 +62,17 @@ class Settings(BaseSettings):
 
 
 class ServerSettings(BaseSettings):
-    """Where ``python -m api`` listens."""
+    """Where ``python -m api`` listens: the API on ``api_port``, the probes and metrics
+    (``/healthz``, ``/readyz``, ``/metrics``) on ``api_admin_port``, never on the API's."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     api_host: NonEmpty = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_admin_port: int = Field(default=8010, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> "ServerSettings":
+        if self.api_port == self.api_admin_port:
+            raise ValueError("API_PORT and API_ADMIN_PORT must differ")
+        return self

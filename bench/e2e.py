@@ -5,40 +5,26 @@ per request. The method: docs/benchmarks.md."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.databases import sqlite_url
 from bench.kafka_floor import measure_floor
 from bench.ladder import SystemResult, Target, print_step, run_ladder, run_step
 from bench.scrape import scrape
-from bench.seed import BENCH_CLIENT_ID
+from bench.stacks import prepare, start_full_stack, start_inline_peer
 from bench.summary import IDLE_RATE
 from bench.warmup import warm_broker
-from harness import devkeys
 from harness.cpu import kafka_pids, snapshot
 from harness.kafka import local_kafka
-from harness.ports import free_port
 from harness.processes import Children, run_folder, stop_on_sigterm
-from harness.stack import (
-    StackTopics,
-    auth_environment,
-    migrate,
-    stack_environment,
-    start_stack,
-    wait_until_ready,
-)
-from harness.topics import OffsetWatch
 
 VAR = Path(__file__).resolve().parents[1] / "var" / "bench"
 DEFAULT_RATES = (5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 800, 1000)
 SYSTEMS = ("stack", "inline")
-CATCH_UP_SECONDS = 180.0
 # A step lasts long enough for this many requests: the p99 of 20 samples would be their
 # maximum, and a single slow request would decide the step.
 MIN_REQUESTS = 100
@@ -82,49 +68,8 @@ def _cpu_run(
     }
 
 
-def start_inline_peer(children: Children, *, database: Path, jwks: Path) -> str:
-    """The inline peer on a free port, migrating its own store; its base URL."""
-    port = free_port()
-    children.spawn(
-        "inline-peer",
-        ["-m", "bench.inline_peer"],
-        env={
-            "DATABASE_URL": sqlite_url(database),
-            "AUTO_MIGRATE": "true",
-            **auth_environment(jwks),
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(port),
-            "PYTHONUNBUFFERED": "1",
-        },
-        role="inline-peer",
-    )
-    url = f"http://127.0.0.1:{port}"
-    asyncio.run(wait_until_ready(f"{url}/healthz", children=children))
-    return url
-
-
 def scrape_all(endpoints: dict[str, str]) -> dict[str, dict[str, dict[str, Any]] | None]:
     return {name: scrape(url) for name, url in endpoints.items()}
-
-
-def _stack_settle(bootstrap: str, topics: StackTopics) -> Callable[[], float]:
-    def settle() -> float:
-        async def caught_up() -> float:
-            watch = OffsetWatch(bootstrap)
-            await watch.start()
-            started = time.monotonic()
-            try:
-                if not await watch.wait_caught_up(
-                    topics.group, topics.commands, within=CATCH_UP_SECONDS
-                ):
-                    print(f"  (workers still behind after {CATCH_UP_SECONDS:.0f}s)", flush=True)
-            finally:
-                await watch.stop()
-            return time.monotonic() - started
-
-        return asyncio.run(caught_up())
-
-    return settle
 
 
 def run_system(
@@ -143,49 +88,18 @@ def run_system(
     cpu_rate: float = 0.0,
     kafka_dir: Path | None = None,
 ) -> SystemResult:
-    workdir.mkdir(parents=True, exist_ok=True)
-    keys = workdir / "keys"
-    jwks = devkeys.ensure_keys(keys)
-    token_file = workdir / "token.txt"
-    token_file.write_text(devkeys.mint_token(keys, client_id=BENCH_CLIENT_ID, ttl=4 * 3600))
-    database = workdir / f"{system}.db"
-    for stale in workdir.glob(f"{system}.db*"):
-        stale.unlink()
+    jwks, token_file, database = prepare(workdir, system)
     result = SystemResult(system)
     with Children(workdir / "logs" / system) as children:
-        metrics: dict[str, str] = {}
         if system == "stack":
             if bootstrap is None:
                 raise ValueError("the full stack needs Kafka")
-            topics = StackTopics.fresh("bench.e2e")
-            env = stack_environment(
-                bootstrap=bootstrap, database_url=sqlite_url(database), jwks=jwks, topics=topics
+            running = start_full_stack(
+                children, bootstrap=bootstrap, database=database, jwks=jwks, workers=workers
             )
-            migrate(env)
-            ports = [free_port() for _ in range(workers)]
-            [url] = asyncio.run(
-                start_stack(
-                    children,
-                    worker_env=env,
-                    api_env={**env, **topics.api_env()},
-                    workers=workers,
-                    apis=1,
-                    worker_ports=ports,
-                )
-            )
-            metrics = {"api": f"{url}/metrics"}
-            metrics |= {
-                f"worker-{n + 1}": f"http://127.0.0.1:{port}/metrics"
-                for n, port in enumerate(ports)
-            }
-            settle = _stack_settle(bootstrap, topics)
         else:
-            url = start_inline_peer(children, database=database, jwks=jwks)
-            metrics = {"inline-peer": f"{url}/metrics"}
-
-            def settle() -> float:
-                return 0.0
-
+            running = start_inline_peer(children, database=database, jwks=jwks)
+        url, metrics, settle = running.url, running.metrics, running.settle
         print(f"e2e: {system} up at {url}", flush=True)
         target = Target(system, url, database, children, settle)
         run_ladder(

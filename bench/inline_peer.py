@@ -15,8 +15,10 @@ from uuid import UUID
 import uvicorn
 from fastapi import FastAPI
 
+from api.admin import serve_admin_routes
 from api.app import serve_routes
 from api.errors import ServiceUnavailable
+from api.http_protocol import BoundedHttpToolsProtocol
 from api.jwks import KeySet
 from api.settings import ServerSettings, Settings
 from schemas.commands import Command, VerifySignature
@@ -167,6 +169,8 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
 
     app = FastAPI(title="Device-binding inline peer (benchmark baseline)", lifespan=lifespan)
     serve_routes(app, settings)
+    # One port for all: the probes and metrics beside the routes (the API has an admin port).
+    serve_admin_routes(app)
     return app
 
 
@@ -181,9 +185,9 @@ def main() -> None:
         lifespan="on",
         server_header=False,
         log_config=None,
-        # As python -m api serves: the same parser and event loop on both sides.
+        # As python -m api serves: the same parser, its bounds, and event loop on both sides.
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
     )
 
 

@@ -36,6 +36,17 @@ def histogram_means(text: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def counter(text: str, name: str, labels: dict[str, str]) -> float:
+    """The value of counter ``name`` (without ``_total``) with exactly ``labels``; 0 if the
+    series is not there."""
+    for family in text_string_to_metric_families(text):
+        if family.name == name and family.type == "counter":
+            for sample in family.samples:
+                if sample.name == f"{name}_total" and sample.labels == labels:
+                    return float(sample.value)
+    return 0.0
+
+
 def scrape(url: str) -> dict[str, dict[str, Any]] | None:
     """``histogram_means`` of ``url`` (a /metrics endpoint); None if it does not answer."""
     try:

@@ -6,8 +6,13 @@ for until it can take work.
   :func:`worker_environment` (a worker's settings, as variables), :func:`auth_environment`;
 - :func:`start_stack`: ``workers`` workers, then ``apis`` API replicas on free ports once the
   workers have made the topics; returns the API URLs once every replica is ready and every
-  worker is in the group;
+  worker is in the group (:func:`start_replicas`: with each replica's admin URL, where its
+  ``/readyz`` and ``/metrics`` are);
 - waits: :func:`wait_until_ready` (``/readyz``), :func:`wait_for_topics`.
+
+The replicas run with :data:`OPEN_API_LIMITS` unless ``api_env`` sets the limits: tests and
+benchmarks drive one client id at rates a production client is refused at, and measure
+queueing unless they ask for shedding.
 """
 
 from __future__ import annotations
@@ -29,6 +34,21 @@ from harness.topics import wait_for_group
 from worker.settings import WorkerSettings
 
 READY_TIMEOUT_SECONDS = 180.0
+# Far above what one machine's tests and benchmarks send (the e2e ladders: up to 1,000
+# requests/s from one client, on up to 1,000 connections).
+OPEN_API_LIMITS = {
+    "CLIENT_RATE_PER_SECOND": "1000000",
+    "CLIENT_RATE_BURST": "1000000",
+    "MAX_IN_FLIGHT": "10000",
+}
+
+
+@dataclass(frozen=True)
+class Replica:
+    """An API replica: its API's base URL and its admin port's (probes, metrics)."""
+
+    url: str
+    admin_url: str
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,27 @@ async def start_stack(
     """Start ``workers`` workers (``worker-1``...) and, once they have made the topics,
     ``apis`` API replicas (``api-1``...) on free ports; the API URLs, once every replica is
     ready and every worker is a member of the group."""
+    replicas = await start_replicas(
+        children,
+        worker_env=worker_env,
+        api_env=api_env,
+        workers=workers,
+        apis=apis,
+        worker_ports=worker_ports,
+    )
+    return [replica.url for replica in replicas]
+
+
+async def start_replicas(
+    children: Children,
+    *,
+    worker_env: dict[str, str],
+    api_env: dict[str, str],
+    workers: int,
+    apis: int,
+    worker_ports: list[int] | None = None,
+) -> list[Replica]:
+    """:func:`start_stack`, answering each replica's API and admin URLs."""
     ports = worker_ports or [free_port() for _ in range(workers)]
     for number, port in enumerate(ports, start=1):
         children.spawn(
@@ -191,18 +232,26 @@ async def start_stack(
     bootstrap = worker_env["KAFKA_BOOTSTRAP_SERVERS"]
     needed = {worker_env[name] for name in ("COMMANDS_TOPIC", "REPLIES_TOPIC", "EVENTS_TOPIC")}
     await wait_for_topics(bootstrap, needed)
-    urls = []
+    replicas = []
     for number in range(1, apis + 1):
-        port = free_port()
+        port, admin_port = free_port(), free_port()
+        while admin_port == port:
+            admin_port = free_port()
         children.spawn(
             f"api-{number}",
             ["-m", "api"],
-            env={**api_env, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
+            env={
+                **OPEN_API_LIMITS,
+                **api_env,
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(port),
+                "API_ADMIN_PORT": str(admin_port),
+            },
             role="api",
         )
-        urls.append(f"http://127.0.0.1:{port}")
-    for url in urls:
-        await wait_until_ready(f"{url}/readyz", children=children)
+        replicas.append(Replica(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"))
+    for replica in replicas:
+        await wait_until_ready(f"{replica.admin_url}/readyz", children=children)
     # One group member per worker process.
     await wait_for_group(bootstrap, worker_env["CONSUMER_GROUP"], workers)
-    return urls
+    return replicas

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
+from api.admin import create_admin_app
 from api.app import create_app
 from api.gateway import KafkaGateway
 from api.settings import Settings
@@ -28,6 +29,8 @@ class RunningApp:
     app: FastAPI
     client: httpx.AsyncClient
     settings: Settings
+    # The admin port's: /healthz, /readyz, /metrics.
+    admin: httpx.AsyncClient
 
     @property
     def gateway(self) -> KafkaGateway:
@@ -42,9 +45,16 @@ def instance_id(name: str) -> str:
 
 @asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[RunningApp]:
-    """``create_app(settings)`` with its lifespan entered, and a client talking to it."""
+    """``create_app(settings)`` with its lifespan entered, and clients of it and of its admin
+    app."""
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            yield RunningApp(app=app, client=client, settings=settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+        ) as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_admin_app(app)), base_url="http://admin.test"
+        ) as admin,
+    ):
+        yield RunningApp(app=app, client=client, settings=settings, admin=admin)

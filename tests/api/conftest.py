@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.admin import create_admin_app
 from api.app import create_app
 from api.auth import TokenVerifier
 from api.dependencies import get_gateway, get_verifier
@@ -50,20 +51,50 @@ def gateway() -> FakeGateway:
     return FakeGateway()
 
 
+MakeApp = Callable[..., FastAPI]
+
+
 @pytest.fixture
-def unit_app(make_settings: MakeSettings, gateway: FakeGateway, jwks_file: Path) -> FastAPI:
-    """The real app without Kafka: its lifespan is not run, the gateway is a fake."""
-    app = create_app(make_settings())
-    verifier = TokenVerifier.from_jwks_file(jwks_file, issuer=ISSUER, audience=AUDIENCE)
-    app.dependency_overrides[get_gateway] = lambda: gateway
-    app.dependency_overrides[get_verifier] = lambda: verifier
-    return app
+def make_unit_app(make_settings: MakeSettings, gateway: FakeGateway, jwks_file: Path) -> MakeApp:
+    """The real app without Kafka, on settings overridden as given: its lifespan is not run,
+    the gateway is a fake."""
+
+    def make(**overrides: Any) -> FastAPI:
+        app = create_app(make_settings(**overrides))
+        verifier = TokenVerifier.from_jwks_file(jwks_file, issuer=ISSUER, audience=AUDIENCE)
+        app.dependency_overrides[get_gateway] = lambda: gateway
+        app.dependency_overrides[get_verifier] = lambda: verifier
+        return app
+
+    return make
+
+
+@pytest.fixture
+def unit_app(make_unit_app: MakeApp) -> FastAPI:
+    """The real app without Kafka, on the default settings."""
+    return make_unit_app()
 
 
 @pytest.fixture
 async def client(unit_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=unit_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        yield client
+
+
+@pytest.fixture
+def admin_app(unit_app: FastAPI, gateway: FakeGateway) -> FastAPI:
+    """The unit app's admin app (probes, metrics), the fake gateway in their shared state as
+    the lifespan would put the real one."""
+    unit_app.state.gateway = gateway
+    return create_admin_app(unit_app)
+
+
+@pytest.fixture
+async def admin(admin_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the admin port."""
+    transport = httpx.ASGITransport(app=admin_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
         yield client
 
 

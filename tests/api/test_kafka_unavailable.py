@@ -103,8 +103,8 @@ async def test_kafka_unreachable_at_start_up(
     async with asyncio.timeout(STARTUP_GUARD_SECONDS), running_app(settings) as api:
         # Started anyway: alive, not ready, and every command refused without waiting.
         assert not api.gateway.ready
-        assert (await api.client.get("/healthz")).status_code == 200
-        assert_flat(await api.client.get("/readyz"), 503, "service_unavailable")
+        assert (await api.admin.get("/healthz")).status_code == 200
+        assert_flat(await api.admin.get("/readyz"), 503, "service_unavailable")
         url = f"/v1/mfa/challenges/signatures/{uuid.uuid4()}"
         response = await api.client.put(url, json={"signature": SIGNATURE}, headers=mint.headers())
         assert_flat(response, 503, "service_unavailable")

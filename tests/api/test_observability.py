@@ -54,15 +54,24 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert latency >= 3
 
 
-async def test_metrics_are_served_as_prometheus_text(client: httpx.AsyncClient) -> None:
-    await client.get("/healthz")
-    response = await client.get("/metrics")
+async def test_metrics_are_served_as_prometheus_text_on_the_admin_port(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, mint: TokenMint
+) -> None:
+    await client.get(f"/v1/mfa/devices/{uuid.uuid4()}", headers=mint.headers())
+    response = await admin.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert 'device_binding_http_requests_total{method="GET",route="/healthz",status="200"}' in (
+    route = 'route="/v1/mfa/devices/{id}"'
+    assert f'device_binding_http_requests_total{{method="GET",{route},status="200"}}' in (
         response.text
     )
     assert "device_binding_command_publish_duration_seconds" in response.text
+    # The limits' refusals, at zero until one refuses, and the requests in flight.
+    for limit in ("client_rate", "in_flight"):
+        assert f'device_binding_limited_total{{limit="{limit}"}}' in response.text
+    assert "device_binding_http_requests_in_flight 0.0" in response.text
+    # Not on the API's port.
+    assert (await client.get("/metrics")).status_code == 404
 
 
 async def test_log_lines_are_json_with_the_request_id(

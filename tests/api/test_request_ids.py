@@ -82,10 +82,10 @@ async def test_errors_carry_the_id(
 
 
 async def test_service_unavailable_carries_the_id(
-    client: httpx.AsyncClient, gateway: FakeGateway, mint: TokenMint
+    admin: httpx.AsyncClient, gateway: FakeGateway, mint: TokenMint
 ) -> None:
     gateway.ready = False
-    response = await client.get("/readyz", headers={REQUEST_ID_HEADER: "probe-1"})
+    response = await admin.get("/readyz", headers={REQUEST_ID_HEADER: "probe-1"})
     assert response.status_code == 503
     assert response.headers[REQUEST_ID_HEADER] == "probe-1"
     assert response.json()["id"] == "probe-1"

@@ -231,14 +231,3 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient, mint: TokenMi
     response = await client.patch(CHALLENGE_URL, headers=mint.headers())
     assert_flat(response, 405, "method_not_allowed")
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "PUT"}
-
-
-async def test_readiness_follows_the_gateway(
-    client: httpx.AsyncClient, gateway: FakeGateway
-) -> None:
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).status_code == 200
-    gateway.ready = False
-    response = await client.get("/readyz")
-    assert_flat(response, 503, "service_unavailable")
-    assert response.headers["Retry-After"] == "1"

@@ -36,6 +36,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from api.admin import create_admin_app
 from api.app import create_app
 from api.settings import ServerSettings, Settings
 from audit.settings import AuditSettings
@@ -69,6 +70,7 @@ LIBRARY_VARIABLES = re.compile(r"^OTEL_[A-Z0-9_]+$")
 
 # The probe contract (the ports are the settings' defaults, checked below).
 API_PORT = 8000
+API_ADMIN_PORT = 8010  # the API's probes and metrics, never exposed with the API
 WORKER_PORT = 8001
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
@@ -413,22 +415,28 @@ def test_deployed_processes_leave_the_topics_to_the_provisioning_step() -> None:
 
 def test_the_settings_defaults_are_the_probed_ports() -> None:
     assert ServerSettings.model_fields["api_port"].default == API_PORT
+    assert ServerSettings.model_fields["api_admin_port"].default == API_ADMIN_PORT
     assert WorkerSettings.model_fields["worker_http_port"].default == WORKER_PORT
     # The image listens on every interface (the code's default is loopback).
     environment = dockerfile_env()
     assert environment["API_HOST"] == environment["WORKER_HTTP_HOST"] == "0.0.0.0"  # noqa: S104
     assert environment["API_PORT"] == str(API_PORT)
     assert environment["WORKER_HTTP_PORT"] == str(WORKER_PORT)
+    assert "API_ADMIN_PORT" not in environment  # the default, as the probes expect
+    (exposed,) = [args for keyword, args in dockerfile_final_stage() if keyword == "EXPOSE"]
+    assert set(exposed.split()) == {str(API_PORT), str(API_ADMIN_PORT), str(WORKER_PORT)}
 
 
 def test_kubernetes_probes_ask_the_health_endpoints() -> None:
     api = container_of("Deployment", "device-binding-api")
     worker = container_of("Deployment", "device-binding-worker")
-    for container, port in ((api, API_PORT), (worker, WORKER_PORT)):
+    for container, port in ((api, API_ADMIN_PORT), (worker, WORKER_PORT)):
         assert probe(container, "livenessProbe") == (LIVENESS_PATH, port)
         assert probe(container, "readinessProbe") == (READINESS_PATH, port)
         assert probe(container, "startupProbe") == (LIVENESS_PATH, port)
-    # The Service reaches the API's port.
+    ports = {p["name"]: p["containerPort"] for p in api["ports"]}
+    assert ports == {"http": API_PORT, "admin": API_ADMIN_PORT}
+    # The Service reaches the API's port, and only it.
     service = find("Service", "device-binding-api")
     (port,) = service["spec"]["ports"]
     assert port["targetPort"] in ("http", API_PORT)
@@ -443,27 +451,42 @@ def test_kubernetes_probes_ask_the_health_endpoints() -> None:
         assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(container)
 
 
+def test_no_service_exposes_the_api_admin_port() -> None:
+    for service in [r for r in k8s_resources() if r["kind"] == "Service"]:
+        for port in service["spec"]["ports"]:
+            assert port["port"] != API_ADMIN_PORT, resource_id(service)
+            assert port.get("targetPort") not in ("admin", API_ADMIN_PORT), resource_id(service)
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", resource_id(service)
+
+
 def test_compose_healthchecks_ask_the_health_endpoints() -> None:
     services = compose()["services"]
-    for name, port in (("api", API_PORT), ("worker", WORKER_PORT)):
+    for name, port in (("api", API_ADMIN_PORT), ("worker", WORKER_PORT)):
         test = " ".join(services[name]["healthcheck"]["test"])
         assert f"http://127.0.0.1:{port}{LIVENESS_PATH}" in test, name
-    assert f"127.0.0.1:{API_PORT}:{API_PORT}" in services["api"]["ports"]
+    # The API's port is published to this machine's loopback, its admin port is not.
+    assert services["api"]["ports"] == [f"127.0.0.1:{API_PORT}:{API_PORT}"]
+    assert "expose" not in services["api"]
     for dependency in ("kafka", "postgres"):
         assert services[dependency]["healthcheck"]["test"], dependency
 
 
-async def test_the_api_serves_the_probed_paths() -> None:
+async def test_the_api_serves_the_probed_paths_on_its_admin_app_only() -> None:
     settings = Settings(
         auth_jwks_file=Path("/nonexistent/jwks.json"), auth_issuer="i", auth_audience="a"
     )
+    app = create_app(settings)
     # Without its lifespan (no Kafka): a path that exists answers anything but 404.
-    transport = httpx.ASGITransport(app=create_app(settings), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    admin = httpx.ASGITransport(app=create_admin_app(app), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=admin, base_url="http://admin") as client:
         assert (await client.get(LIVENESS_PATH)).status_code == 200
         for path in (READINESS_PATH, METRICS_PATH):
             assert (await client.get(path)).status_code != 404, path
         assert (await client.get("/no-such-probe")).status_code == 404
+    public = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=public, base_url="http://api") as client:
+        for path in (LIVENESS_PATH, READINESS_PATH, METRICS_PATH):
+            assert (await client.get(path)).status_code == 404, path
 
 
 async def test_the_worker_serves_the_probed_paths() -> None:
