@@ -15,7 +15,9 @@ Stages, each also runnable alone (``python -m bench.<stage> --help``), each writ
    chart of where a worker's time goes;
 5. ``e2e``: the open-loop ladders of the full stack and of the inline peer, the stack at
    500 requests/s, and at 200 requests/s with every process's CPU time;
-6. ``report``: ``var/bench/summary.json``, the tables and the charts.
+6. ``shed``: the full stack with a small ``MAX_IN_FLIGHT`` offered twice the rate the
+   ladder sustained: the excess refused 503 at once, the accepted requests' p99;
+7. ``report``: ``var/bench/summary.json``, the tables and the charts.
 
 A stage that fails is reported, its numbers left ``null``, and the others still run; the
 exit status is then 1. Goals that are not met are a finding, not a failure. Every process
@@ -36,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import drain, e2e, report, verify
+from bench import drain, e2e, report, shed, verify
 from bench.databases import fresh_postgres, postgres_server
 from bench.summary import finite
 from bench.warmup import warm_broker
@@ -48,6 +50,7 @@ VAR = report.VAR
 # the baseline every "before" figure of the run is measured on.
 BASELINE_REF = "568a73d"
 DRAIN_STAGES = {"drain", "drain_device", "drain_1m", "drain_postgres", "profile"}
+KAFKA_STAGES = DRAIN_STAGES | {"e2e", "shed"}
 
 
 def _rates(text: str) -> list[float]:
@@ -63,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip",
         default="",
-        help="stages to leave out: verify,drain,drain_device,drain_1m,drain_postgres,profile,e2e",
+        help="stages to leave out: verify,drain,drain_device,drain_1m,drain_postgres,profile,"
+        "e2e,shed",
     )
     parser.add_argument("--verify-seconds", type=float, default=3.0, help="per verifier case")
     parser.add_argument("--commands", type=int, default=50_000, help="drain backlog")
@@ -79,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="full stack's worker processes")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after a ladder")
     parser.add_argument("--min-requests", type=int, default=e2e.MIN_REQUESTS, help="per step")
+    parser.add_argument(
+        "--shed-rate",
+        type=float,
+        default=0.0,
+        help="shed's offered rate; 0: twice the stack's sustainable rate (else 1,000/s)",
+    )
+    parser.add_argument("--shed-in-flight", type=int, default=shed.MAX_IN_FLIGHT)
+    parser.add_argument("--shed-seconds", type=float, default=shed.SECONDS)
     return parser
 
 
@@ -104,6 +116,16 @@ def checkout(ref: str, folder: Path) -> Iterator[Path]:
             check=False,
             capture_output=True,
         )
+
+
+def shed_rate(e2e_result: Path) -> float:
+    """Twice the highest rate the stack sustained in this run's ladder: load it cannot take;
+    ``shed.RATE`` when the ladder did not run or found none."""
+    if e2e_result.exists():
+        stack = json.loads(e2e_result.read_text())["systems"].get("stack") or {}
+        if sustained := stack.get("max_sustainable_rps"):
+            return 2.0 * float(sustained)
+    return shed.RATE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     external = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     with ExitStack() as resources:
         bootstrap: str | None = None
-        if (DRAIN_STAGES | {"e2e"}) - skip:
+        if KAFKA_STAGES - skip:
             print("\n=== kafka ===", flush=True)
             try:
                 bootstrap = resources.enter_context(local_kafka.running_kafka(work / "kafka"))
@@ -222,6 +244,21 @@ def main(argv: list[str] | None = None) -> int:
                     return result
 
                 stage("e2e", run_e2e)
+            if "shed" not in skip:
+
+                def run_shed() -> dict[str, Any]:
+                    result = shed.run_shed(
+                        broker,
+                        work / "shed",
+                        rate=args.shed_rate or shed_rate(VAR / "e2e.json"),
+                        seconds=args.shed_seconds,
+                        max_in_flight=args.shed_in_flight,
+                        workers=args.workers,
+                    )
+                    shed.print_result(result)
+                    return result
+
+                stage("shed", run_shed)
 
     print("\n=== report ===", flush=True)
     report.write_report(

@@ -61,9 +61,11 @@ class Target:
     settle: Callable[[], float]
 
 
-def run_step(
+def generate(
     target: Target, workdir: Path, token_file: Path, rate: float, seconds: float
-) -> StepStats:
+) -> dict[str, Any]:
+    """Seed a step's challenges and offer ``rate`` requests/s of them for ``seconds`` from a
+    load generator of its own; every request's sample (bench/loadgen.py's JSON)."""
     count = requests_in(rate, seconds)
     tickets = seed(sqlite_url(target.database), count)
     label = f"{target.system}-{rate:g}"
@@ -86,8 +88,15 @@ def run_step(
     target.children.stop(generator)
     if generator.process.returncode != 0 or not out.exists():
         raise RuntimeError(f"load generator failed ({generator.log_path}):\n{generator.log_tail()}")
-    samples = json.loads(out.read_text())
+    samples: dict[str, Any] = json.loads(out.read_text())
     tickets_file.unlink()
+    return samples
+
+
+def run_step(
+    target: Target, workdir: Path, token_file: Path, rate: float, seconds: float
+) -> StepStats:
+    samples = generate(target, workdir, token_file, rate, seconds)
     return summarise(
         system=target.system,
         rate=rate,

@@ -23,6 +23,7 @@ STAGES = (
     "drain_before",
     "drain_after",
     "e2e",
+    "shed",
 )
 
 
@@ -78,6 +79,12 @@ def _raw_text(key: str, summary: dict[str, Any]) -> str:
         return (
             f"{raw['with_customers_per_s']:,.0f}/s with {raw['customers']:,} devices vs"
             f" {raw['empty_store_per_s']:,.0f}/s"
+        )
+    if key == "shed_p99_ms":
+        return (
+            f"{raw['rate']:g}/s offered, MAX_IN_FLIGHT {raw['max_in_flight']}:"
+            f" {raw['shed_share']:.0%} refused 503 (p99 {_number(raw['refused_p99_ms'])} ms),"
+            f" {raw['accepted']:,} accepted, {raw['verified_in_store']:,} verified in the store"
         )
     if key == "max_rss_mib":
         peaks = raw["api_and_worker_peak_mib"]
@@ -191,6 +198,7 @@ def write_report(
         machine=machine(),
         versions=versions(external_kafka=external_kafka),
         run={**(run or {}), "stage_results": {name: _stamp(p) for name, p in stages.items()}},
+        shed=_load(stages["shed"]),
     )
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     png = folder / "latency.png"

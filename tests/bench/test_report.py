@@ -22,6 +22,7 @@ HEADLINES = (
     "cpu_ms_per_request",
     "drain_at_1m_devices_ratio",
     "max_rss_mib",
+    "shed_p99_ms",
 )
 
 
@@ -127,6 +128,30 @@ E2E = {
 }
 
 
+SHED = {
+    "rate": 1100.0,
+    "seconds": 10.0,
+    "max_in_flight": 32,
+    "workers": 1,
+    "requests": 11000,
+    "accepted": 5500,
+    "refused": 5500,
+    "other_statuses": {},
+    "shed_share": 0.5,
+    "accepted_per_s": 550.0,
+    "accepted_p50_ms": 20.0,
+    "accepted_p99_ms": 60.0,
+    "accepted_max_ms": 90.0,
+    "refused_p50_ms": 1.0,
+    "refused_p99_ms": 4.5,
+    "send_lag_p99_ms": 2.0,
+    "wall_s": 10.0,
+    "refused_by_bound": 5500,
+    "verified_in_store": 5500,
+    "catch_up_s": 0.2,
+}
+
+
 def _summary(**stages: Any) -> dict[str, Any]:
     values = {
         "verify": VERIFY,
@@ -135,6 +160,7 @@ def _summary(**stages: Any) -> dict[str, Any]:
         "drain_postgres": DRAIN_POSTGRES,
         "drain_customers": DRAIN_1M,
         "e2e": E2E,
+        "shed": SHED,
     } | stages
     return build_summary(**values, machine=MACHINE, versions=VERSIONS, run={"wall_s": 1.0})
 
@@ -153,6 +179,7 @@ def test_the_summary_has_every_headline_number_cores_and_versions() -> None:
     assert summary["cpu_ms_per_request"] == 6.0
     assert summary["drain_at_1m_devices_ratio"] == 0.9  # 36 / 40
     assert summary["max_rss_mib"] == 120.0  # the inline peer's 300 MiB is not the product
+    assert summary["shed_p99_ms"] == 60.0  # the accepted requests', not the refused ones'
     assert summary["cores"] == 2
     assert summary["versions"] == VERSIONS
     json.dumps(summary, allow_nan=False)  # valid JSON, nothing left as NaN
@@ -173,6 +200,8 @@ def test_the_raw_numbers_behind_each_ratio_are_kept() -> None:
     assert raw["max_rss_mib"]["api_and_worker_peak_mib"]["drain_device/worker"] == 120.0
     assert raw["device_signature_drain_per_s"]["kind"] == "device"
     assert raw["idle_p50_ms"]["kafka_floor"]["p50_ms"] == 4.2  # the floor beside the idle p50
+    assert raw["shed_p99_ms"]["refused_p99_ms"] == 4.5
+    assert raw["shed_p99_ms"]["shed_share"] == 0.5
 
 
 def test_goals_are_judged_in_their_direction() -> None:
@@ -195,7 +224,7 @@ def test_goals_are_judged_in_their_direction() -> None:
 
 
 def test_stages_that_did_not_run_are_null_not_guessed() -> None:
-    stages = ("verify", "drain", "drain_device", "drain_postgres", "drain_customers", "e2e")
+    stages = ("verify", "drain", "drain_device", "drain_postgres", "drain_customers", "e2e", "shed")
     summary = _summary(**dict.fromkeys(stages))
     assert all(summary[key] is None for key in HEADLINES)
     assert all(goal["met"] is None for goal in summary["goals"].values())
@@ -240,6 +269,8 @@ def test_the_tables_name_every_metric_and_step() -> None:
     assert "| 50,000 of 50,000 in 10.0 s " in table
     assert "kafka-1 4.0" in table
     assert "Kafka's two bare hops p50 4.2 ms" in table
+    assert "1100/s offered, MAX_IN_FLIGHT 32: 50% refused 503 (p99 4.5 ms)" in table
+    assert "5,500 accepted, 5,500 verified in the store" in table
     ladders = format_ladders(E2E)
     assert ladders.count("| stack ") == 3
     assert "| stack* |" in ladders
