@@ -17,9 +17,10 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.dependencies import PrincipalDep
-from api.errors import ServiceUnavailable, TooManyRequests, render
+from api.errors import ServiceUnavailable, render
 from api.metrics import REQUESTS_IN_FLIGHT
 from api.rate_limits import TokenBuckets
+from api.rejections import TooManyRequests
 from api.request_ids import request_id_of
 from api.settings import Settings
 from telemetry.limits import CLIENT_RATE, IN_FLIGHT, LIMITED

@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from api.errors import InternalError, Rejected
+from api.errors import InternalError
+from api.rejections import Rejected
 from schemas.replies import Reply
 
 logger = logging.getLogger(__name__)

@@ -165,7 +165,8 @@ def main() -> int:
             spawn("-m", "fraud")
         spawn("-m", "api")
         try:
-            asyncio.run(wait_until_ready("http://127.0.0.1:8000/readyz", within=90))
+            # The API's probes are on its admin port (API_ADMIN_PORT, 8010), not on 8000.
+            asyncio.run(wait_until_ready("http://127.0.0.1:8010/readyz", within=90))
         except TimeoutError:
             print("the API is not ready after 90 s; see the log above", file=sys.stderr)
         key_set = auth.get("AUTH_JWKS_FILE") or auth.get("AUTH_JWKS_URL")

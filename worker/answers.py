@@ -13,6 +13,7 @@ from schemas.model import WireModel
 from schemas.otp import OtpDelivery
 from schemas.reasons import Reason
 from schemas.replies import Reply
+from telemetry.limits import LIMITED
 from worker.decisions.persons import Limited
 
 Clock = Callable[[], datetime]
@@ -63,7 +64,10 @@ def rejected(reason: Reason, *, extra_events: tuple[Event, ...] = ()) -> Answer:
 
 
 def limited(refusal: Limited) -> Answer:
-    """A refusal by one of the person's limits (SPEC §9), with when to retry."""
+    """A refusal by one of the person's limits (SPEC §9), with when to retry; counted in
+    ``device_binding_limited_total``."""
+    if refusal.limit is not None:
+        LIMITED.labels(refusal.limit).inc()
     retry = refusal.retry_after
     return Answer(
         "rejected",

@@ -15,7 +15,6 @@ from api.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
-    Rejected,
     RequestInvalid,
     ServiceUnavailable,
     Unauthorized,
@@ -23,6 +22,7 @@ from api.errors import (
     describe_validation_errors,
     render,
 )
+from api.rejections import Rejected
 from schemas.reasons import HTTP_STATUS, Reason
 from tests.api.fakes import FakeGateway
 from tests.api.shapes import FLAT_KEYS, ITEM_KEYS

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from api.errors import Rejected
+from api.rejections import Rejected
 from api.request_ids import REQUEST_ID_HEADER
 from schemas.commands import (
     Command,

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from api.admin import create_admin_app
 from api.app import create_app
 from api.settings import Settings
 from harness import devkeys
@@ -40,17 +41,33 @@ def api_settings(worker: WorkerSettings, tokens: Tokens, **overrides: Any) -> Se
         "commands_topic": worker.commands_topic,
         "replies_topic": worker.replies_topic,
         "reply_wait_seconds": 15.0,
+        # In-process tests drive one client hard: its rate and the in-flight bound are the
+        # subject of their own tests (tests/api), not of these.
+        "client_rate_per_second": 1_000_000.0,
+        "client_rate_burst": 1_000_000,
+        "max_in_flight": 10_000,
     }
     values.update(overrides)
     return Settings(**values)
 
 
+ADMIN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 @asynccontextmanager
 async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the API and, on the paths of its admin port (the probes, the metrics),
+    of its admin app: one client for both, as tests ask for either."""
     app = create_app(settings)
+    admin = create_admin_app(app)
+
+    async def both(scope: Any, receive: Any, send: Any) -> None:
+        target = admin if scope.get("path") in ADMIN_PATHS else app
+        await target(scope, receive, send)
+
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30
+            transport=httpx.ASGITransport(app=both), base_url="http://api.test", timeout=30
         )
         yield await stack.enter_async_context(client)

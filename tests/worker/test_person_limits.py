@@ -10,6 +10,7 @@ import pytest
 
 from schemas.challenges import ChallengeStatus
 from schemas.reasons import Reason
+from telemetry import limits
 from tests.worker.test_attempt_decisions import (
     BAD,
     GOOD,
@@ -136,21 +137,23 @@ def test_an_identical_refusal_is_answered_with_the_first_and_adds_no_event() -> 
             PersonState(0, NOW + LOCK),
             [],
             [],
-            Limited(Reason.PERSON_TEMPORARILY_LOCKED, LOCK, NOW + LOCK),
+            Limited(Reason.PERSON_TEMPORARILY_LOCKED, LOCK, NOW + LOCK, limits.PERSON_LOCKED),
         ),
         (PersonState(0, NOW - timedelta(seconds=1)), [], [], None),
         (
             None,
             [NOW + timedelta(minutes=m) for m in (1, 2, 3)],
             [],
-            Limited(Reason.TOO_MANY_REQUESTS, timedelta(minutes=1)),
+            Limited(
+                Reason.TOO_MANY_REQUESTS, timedelta(minutes=1), limit=limits.PENDING_CHALLENGES
+            ),
         ),
         (None, [NOW + timedelta(minutes=1), NOW - timedelta(minutes=1)], [], None),
         (
             None,
             [],
             [NOW - timedelta(minutes=m) for m in (50, 40, 30, 20, 10)],
-            Limited(Reason.TOO_MANY_REQUESTS, timedelta(minutes=10)),
+            Limited(Reason.TOO_MANY_REQUESTS, timedelta(minutes=10), limit=limits.OTP_SENDS),
         ),
         (None, [], [NOW - timedelta(minutes=m) for m in (70, 40, 30, 20, 10)], None),
     ],

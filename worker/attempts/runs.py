@@ -16,7 +16,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from schemas.commands import AttemptCommand
+from schemas.reasons import Reason
 from schemas.replies import Reply
+from telemetry import limits
+from telemetry.limits import LIMITED
 from worker.answers import Clock
 from worker.attempts.reads import BatchReads
 from worker.attempts.store import AttemptStore
@@ -129,6 +132,8 @@ class AttemptRuns:
                     retry_after_seconds=_seconds_until(outcome.locked_until, self._clock()),
                 )
                 acknowledgements.append(await self._outbox.reply(reply, partition))
+            if outcome.reason is Reason.PERSON_TEMPORARILY_LOCKED:
+                LIMITED.labels(limits.PERSON_LOCKED).inc()
             VERIFICATION_OUTCOMES.labels(
                 "verified" if outcome.verified else "rejected", outcome.reason or "none"
             ).inc()

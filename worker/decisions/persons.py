@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.reasons import Reason
+from telemetry import limits
 from worker.state import PersonChange, PersonState
 
 MAX_CONSECUTIVE_FAILURES = 5
@@ -95,6 +96,8 @@ class Limited:
     reason: Reason
     retry_after: timedelta | None = None
     locked_until: datetime | None = None
+    # Which limit (telemetry.limits' label), for device_binding_limited_total.
+    limit: str | None = None
 
 
 def locked(person: PersonState | None, now: datetime) -> Limited | None:
@@ -102,7 +105,7 @@ def locked(person: PersonState | None, now: datetime) -> Limited | None:
     until = lock_end(person, now)
     if until is None:
         return None
-    return Limited(Reason.PERSON_TEMPORARILY_LOCKED, until - now, until)
+    return Limited(Reason.PERSON_TEMPORARILY_LOCKED, until - now, until, limits.PERSON_LOCKED)
 
 
 def registration_limited(
@@ -123,9 +126,11 @@ def registration_limited(
         return lock
     pending = sorted(expiry for expiry in pending_expiries if expiry > now)
     if len(pending) >= max_pending:
-        return Limited(Reason.TOO_MANY_REQUESTS, pending[-max_pending] - now)
+        return Limited(
+            Reason.TOO_MANY_REQUESTS, pending[-max_pending] - now, limit=limits.PENDING_CHALLENGES
+        )
     sent = sorted(moment for moment in recent_sends if moment > now - OTP_WINDOW)
     if len(sent) >= otp_sends_per_hour:
         oldest = sent[-otp_sends_per_hour]
-        return Limited(Reason.TOO_MANY_REQUESTS, oldest + OTP_WINDOW - now)
+        return Limited(Reason.TOO_MANY_REQUESTS, oldest + OTP_WINDOW - now, limit=limits.OTP_SENDS)
     return None
