@@ -161,3 +161,30 @@ async def test_fifty_concurrent_failures_count_exactly_five(stack: Stack) -> Non
     assert codes == {"invalid_signature": 5, "person_temporarily_locked": 45}
     events = await stack.events_of("bank-1/person-stormed", 1)
     assert [event["type"] for event in events] == ["mfa.device_binding.person_locked"]
+
+
+async def test_an_identical_request_to_a_spent_challenge_adds_no_event(stack: Stack) -> None:
+    phone = DeviceKey()
+    device_id = await stack.bind(phone, person_id="person-repeating")
+    challenge = (await challenges(stack, device_id, 1))[0]
+    text = challenge["string_to_sign"]
+    assert (await sign(stack, challenge["id"], phone.sign_text(text))).status_code == 204
+    other = phone.sign_text(text)  # a second, different, correct signature
+    answers = [await sign(stack, challenge["id"], other) for _ in range(3)]
+    for answer in answers:
+        assert_listed(answer, 409, "challenge_already_verified")
+    # The repeats publish at most the first refusal's event again, with its id (SPEC §5):
+    # three facts about the challenge, whatever was republished.
+    await stack.events_of(challenge["id"], 3)
+    await asyncio.sleep(1.0)
+    await stack.events.poll()
+    facts = {
+        r["value"]["id"]: r["value"]["type"]
+        for r in stack.events.records
+        if r["value"]["subject"] == challenge["id"]
+    }
+    assert Counter(facts.values()) == {
+        "mfa.device_binding.device_challenge_created": 1,
+        "mfa.device_binding.device_signature_verified": 1,
+        "mfa.device_binding.device_signature_rejected": 1,
+    }
