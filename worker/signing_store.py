@@ -11,8 +11,8 @@ device's other challenges do.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,7 +21,7 @@ from schemas.devices import DeviceStatus
 from schemas.reasons import Reason
 from worker.decisions.persons import LockEvent, PersonCounts
 from worker.people import person_state, store_person
-from worker.state import PersonState
+from worker.state import PersonChange, PersonState
 from worker.tables import DeviceChallengeRow, DeviceKeyRow, DeviceRow, RefusalRow
 
 
@@ -36,6 +36,7 @@ class DeviceChallenge:
 class SigningStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.key_failures = KeyFailures(self._sessions)
 
     async def device_and_keys(self, device_id: str) -> tuple[DeviceRow | None, list[DeviceKeyRow]]:
         async with self._sessions() as session:
@@ -65,10 +66,6 @@ class SigningStore:
     async def person(self, client_id: str, person_id: str) -> PersonState | None:
         async with self._sessions() as session:
             return await person_state(session, client_id, person_id)
-
-    @property
-    def key_failures(self) -> "KeyFailures":
-        return KeyFailures(self._sessions)
 
     async def key_added_by(self, command_id: str) -> DeviceKeyRow | None:
         async with self._sessions() as session:
@@ -136,11 +133,8 @@ class KeyFailures:
             person = await person_state(session, client_id, person_id)
             if person is None or not person.consecutive_failures:
                 return
-            counts = PersonCounts(
-                {(client_id, person_id): person}, now=datetime.now(UTC), lock_for=timedelta(0)
-            )
-            counts.verified((client_id, person_id))
-            await store_person(session, counts.changes[(client_id, person_id)])
+            cleared = replace(person, consecutive_failures=0)
+            await store_person(session, PersonChange(client_id, person_id, cleared))
 
 
 def _lock_of(person: PersonState | None, attempt: str) -> str | None:
