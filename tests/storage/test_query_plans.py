@@ -25,7 +25,6 @@ READS = {
     "attempts": (sql.READ_ATTEMPTS, ('["c"]', '["d"]')),
     "refusals": (sql.READ_REFUSALS, ('["r"]',)),
     "bound devices": (sql.READ_BOUND, ('[["bank-1", "p-1"]]',)),
-    "people": (sql.READ_PEOPLE, ('[["bank-1", "p-1"]]',)),
     "identical requests": (sql.READ_REPEATS, ('[["c", "3006", "bank-1"]]',)),
 }
 WRITES = {

@@ -151,12 +151,14 @@ class SqliteAttemptStore:
 
 def read_state(connection: sqlite3.Connection, reads: BatchReads) -> AttemptState:
     challenges: dict[str, ChallengeState] = {}
+    people: dict[tuple[str, str], PersonState] = {}
     for kind, statement, ids in (
         (ChallengeKind.BINDING, sql.READ_CHALLENGES, reads.binding),
         (ChallengeKind.DEVICE, sql.READ_DEVICE_CHALLENGES, reads.device),
     ):
         if ids:
-            challenges.update(_challenges(kind, connection.execute(statement, (json.dumps(ids),))))
+            rows = connection.execute(statement, (json.dumps(ids),))
+            challenges.update(_challenges(kind, rows, people))
     attempts = {
         (challenge_id, signature): StoredAttempt(
             verified=outcome == "verified", number=number, event_json=event_json
@@ -181,15 +183,6 @@ def read_state(connection: sqlite3.Connection, reads: BatchReads) -> AttemptStat
         (client_id, person_id): count
         for client_id, person_id, count in connection.execute(sql.READ_BOUND, (json.dumps(owners),))
     }
-    people = {
-        (row[0], row[1]): PersonState(
-            row[2], from_sqlite_time(row[3]) if row[3] else None, row[4], row[5]
-        )
-        for row in connection.execute(
-            sql.READ_PEOPLE,
-            (json.dumps(sorted({c.device.owner for c in challenges.values()})),),
-        )
-    }
     repeats = {
         (row[0], row[1], row[2]): StoredRefusal(
             reason=Reason(row[3]), challenge_id=row[0], event_json=row[4]
@@ -206,9 +199,17 @@ def read_state(connection: sqlite3.Connection, reads: BatchReads) -> AttemptStat
     )
 
 
-def _challenges(kind: ChallengeKind, rows: Iterable[tuple[Any, ...]]) -> dict[str, ChallengeState]:
+def _challenges(
+    kind: ChallengeKind,
+    rows: Iterable[tuple[Any, ...]],
+    people: dict[tuple[str, str], PersonState],
+) -> dict[str, ChallengeState]:
+    """The challenges of ``rows``; the people's runs they carry go into ``people``."""
     challenges: dict[str, ChallengeState] = {}
     for row in rows:
+        if row[12] is not None:  # the person has a row in person_limits
+            locked_until = from_sqlite_time(row[13]) if row[13] else None
+            people[(row[7], row[8])] = PersonState(row[12], locked_until, row[14], row[15])
         device = DeviceState(
             id=row[5],
             key_id=row[6],

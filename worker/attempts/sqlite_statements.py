@@ -6,18 +6,23 @@ Every lookup is an index seek on its whole predicate (``EXPLAIN QUERY PLAN`` in 
 """
 
 # Both kinds of challenge read as rows of one shape: the challenge, its device, the key that
-# signs it. A binding challenge is signed by the device's binding key.
+# signs it (a binding challenge is signed by the device's binding key), and the person's run
+# of failures and lock (SPEC §9; a seek on person_limits' primary key, none when no row).
 READ_CHALLENGES = """
 SELECT c.id, c.status, c.failed_attempts, c.expires_at, c.otp_digest,
-       d.id, d.key_id, d.client_id, d.person_id, d.public_key, d.status, d.key_purpose
+       d.id, d.key_id, d.client_id, d.person_id, d.public_key, d.status, d.key_purpose,
+       p.consecutive_failures, p.locked_until, p.locked_by, p.lock_event_json
 FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
+     LEFT JOIN person_limits AS p ON p.client_id = d.client_id AND p.person_id = d.person_id
 WHERE c.id IN (SELECT value FROM json_each(?))
 """
 READ_DEVICE_CHALLENGES = """
 SELECT c.id, c.status, c.failed_attempts, c.expires_at, c.message_digest,
-       d.id, k.id, d.client_id, d.person_id, k.public_key, d.status, k.key_purpose
+       d.id, k.id, d.client_id, d.person_id, k.public_key, d.status, k.key_purpose,
+       p.consecutive_failures, p.locked_until, p.locked_by, p.lock_event_json
 FROM device_challenges AS c JOIN devices AS d ON d.id = c.device_id
      JOIN device_keys AS k ON k.id = c.key_id
+     LEFT JOIN person_limits AS p ON p.client_id = d.client_id AND p.person_id = d.person_id
 WHERE c.id IN (SELECT value FROM json_each(?))
 """
 READ_PENDING_KEYS = """
@@ -50,14 +55,6 @@ SELECT json_extract(owner.value, '$[0]'), json_extract(owner.value, '$[1]'),
           AND d.person_id = json_extract(owner.value, '$[1]')
           AND d.status = 'bound')
 FROM json_each(?) AS owner
-"""
-# A person's failures and lock: a seek on the primary key (client_id, person_id) each.
-READ_PEOPLE = """
-SELECT p.client_id, p.person_id, p.consecutive_failures, p.locked_until, p.locked_by,
-       p.lock_event_json
-FROM json_each(?) AS owner JOIN person_limits AS p
-  ON p.client_id = json_extract(owner.value, '$[0]')
- AND p.person_id = json_extract(owner.value, '$[1]')
 """
 # Refusals of identical requests: a seek on ix_refusals_request each.
 READ_REPEATS = """
