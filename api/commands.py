@@ -20,6 +20,7 @@ from aiokafka.errors import (
 )
 
 from api.metrics import COMMAND_PUBLISH_LATENCY
+from messaging import kafka_options
 from schemas.commands import Command, command_key
 from schemas.topics import REPLY_PARTITION_HEADER
 from telemetry.tracing import trace_headers
@@ -72,7 +73,7 @@ class CommandPublisher:
 
     async def _open(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
+            **kafka_options(self._bootstrap_servers),
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from api.reply_partitions import StickyReplyAssignor
+from messaging import kafka_options
 from schemas.replies import Reply
 from schemas.topics import REPLY_TO_HEADER
 
@@ -90,7 +91,7 @@ class ReplyListener:
         """
         await self.stop()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap_servers,
+            **kafka_options(self._bootstrap_servers),
             client_id=self._instance_id,
             group_id=reply_group(self._topic),
             enable_auto_commit=False,

@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from audit.database import prepare_audit_database
 from audit.settings import AuditSettings
 from audit.trail import AuditTrail, Delivery
+from messaging import kafka_options
 from storage.engine import create_engine
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class AuditConsumer:
         self.trail = AuditTrail(self.engine)
         self._consumer = AIOKafkaConsumer(
             settings.events_topic,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_options(settings.kafka_bootstrap_servers),
             group_id=settings.audit_consumer_group,
             client_id="device-binding-audit",
             enable_auto_commit=False,

@@ -29,6 +29,7 @@ from audit.database import prepare_audit_database
 from audit.settings import AuditSettings
 from audit.verification import verify_chain
 from harness.kafka import local_kafka
+from messaging import kafka_options
 from schemas.events import CloudEvent, EventType, SignatureAttempt
 from schemas.reasons import Reason
 from storage.engine import create_engine
@@ -66,13 +67,13 @@ def _event(number: int) -> bytes:
 
 
 async def _publish(bootstrap: str, topic: str, events: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         for number in range(events):
@@ -84,7 +85,7 @@ async def _publish(bootstrap: str, topic: str, events: int) -> None:
 
 async def _read_all(bootstrap: str, topic: str, events: int) -> float:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic, **kafka_options(bootstrap), group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:

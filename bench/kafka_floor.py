@@ -15,18 +15,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from messaging import kafka_options
+
 _SETTLE_SECONDS = 2.0
 
 
 def _producer(bootstrap: str) -> AIOKafkaProducer:
     # The product's producers' settings (api.commands, worker.outbox): acks=all, no linger.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+        **kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=0
     )
 
 
 async def _echo(bootstrap: str, requests: str, replies: str) -> None:
-    consumer = AIOKafkaConsumer(requests, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(requests, **kafka_options(bootstrap), auto_offset_reset="earliest")
     producer = _producer(bootstrap)
     await consumer.start()
     await producer.start()
@@ -40,7 +42,7 @@ async def _echo(bootstrap: str, requests: str, replies: str) -> None:
 
 async def _round_trips(bootstrap: str, *, rate: float, count: int) -> list[float]:
     requests, replies = (f"bench.floor.{name}.{uuid.uuid4().hex[:8]}" for name in ("in", "out"))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(requests, 1, 1), NewTopic(replies, 1, 1)])
@@ -48,7 +50,7 @@ async def _round_trips(bootstrap: str, *, rate: float, count: int) -> list[float
         await admin.close()
     loop = asyncio.get_running_loop()
     waiting: dict[bytes, asyncio.Future[float]] = {}
-    consumer = AIOKafkaConsumer(replies, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(replies, **kafka_options(bootstrap), auto_offset_reset="earliest")
     producer = _producer(bootstrap)
 
     async def read_replies() -> None:

@@ -10,6 +10,8 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from messaging import kafka_options
+
 _ROUNDS = 3
 _BURST = 20_000
 _VALUE = b"w" * 400
@@ -17,15 +19,15 @@ _VALUE = b"w" * 400
 
 async def _warm(bootstrap: str) -> None:
     topic = f"bench.warmup.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 6, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True)
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic, **kafka_options(bootstrap), group_id=None, auto_offset_reset="earliest"
     )
     await producer.start()
     await consumer.start()

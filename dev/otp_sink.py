@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from messaging import kafka_options
 from schemas import topics
 from schemas.otp import OtpDelivery
 
@@ -36,7 +37,7 @@ async def consume() -> None:
     topic = os.environ.get("OTP_DELIVERIES_TOPIC", topics.OTP_DELIVERIES)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        **kafka_options(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")),
         group_id=group_id(topic),
         auto_offset_reset="latest",
     )

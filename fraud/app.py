@@ -39,6 +39,7 @@ from fraud.records import ReadEvent, event_time, read_event
 from fraud.settings import FraudSettings
 from fraud.topics import provision_topics
 from fraud.windows import RejectionWindows
+from messaging import kafka_options
 from schemas.events import CLOUDEVENTS_CONTENT_TYPE, PersonLockedEvent
 from schemas.signals import PersonLockAlertEvent, SuspiciousActivityEvent
 
@@ -74,7 +75,7 @@ class FraudSignals:
         )
         self.locks = LockAlerts()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_options(settings.kafka_bootstrap_servers),
             group_id=settings.fraud_consumer_group,
             enable_auto_commit=False,
             # Only reached when a stored offset has been deleted by retention meanwhile.
@@ -82,7 +83,7 @@ class FraudSignals:
             client_id=_CLIENT_ID,
         )
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_options(settings.kafka_bootstrap_servers),
             acks="all",
             enable_idempotence=True,
             client_id=_CLIENT_ID,

@@ -10,12 +10,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from fraud.settings import FraudSettings
+from messaging import kafka_options
 
 logger = logging.getLogger(__name__)
 
 
 async def provision_topics(settings: FraudSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings.kafka_bootstrap_servers))
     await admin.start()
     try:
         if settings.signals_topic in set(await admin.list_topics()):

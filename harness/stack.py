@@ -31,6 +31,7 @@ from harness import devkeys
 from harness.ports import free_port
 from harness.processes import PYTHON, ROOT, Children
 from harness.topics import wait_for_group
+from messaging import kafka_options
 from worker.settings import WorkerSettings
 
 READY_TIMEOUT_SECONDS = 180.0
@@ -178,7 +179,7 @@ async def wait_for_topics(
     bootstrap: str, names: set[str], *, within: float = READY_TIMEOUT_SECONDS
 ) -> None:
     """Until every topic of ``names`` exists (the workers create them as they start)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         async with asyncio.timeout(within):

@@ -20,13 +20,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from messaging import kafka_options
+
 # Generous on purpose: the machine is shared, and these bound only a run that is broken.
 GROUP_TIMEOUT = 240.0
 DRAIN_TIMEOUT = 300.0
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -39,7 +41,7 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     """Send keyed records the way the API does (acks=all, idempotent), batched; the count."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
@@ -66,8 +68,8 @@ class OffsetWatch:
 
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
+        self._admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def start(self) -> None:
@@ -134,7 +136,7 @@ async def read_all(
     """The first ``count`` records of ``topic`` (all partitions): (timestamp ms, value)."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -158,7 +160,7 @@ def unique_name(prefix: str) -> str:
 
 
 async def create_topics(bootstrap: str, *names: str, partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -170,7 +172,7 @@ async def create_topics(bootstrap: str, *names: str, partitions: int = 1) -> Non
 
 async def tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     """A started consumer positioned at the current end of every partition of ``topic``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
@@ -179,7 +181,7 @@ async def tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     if described["error_code"] != 0:
         raise SystemExit(f"no topic {topic} at {bootstrap}: is `make run` running?")
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
     await consumer.start()
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
@@ -204,7 +206,7 @@ async def wait_for_group(
     be met by the survivors and the dead before the replacement even joined: ``known`` (the
     ids before the fault) and ``newcomers`` make it wait for the group that replaced it.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         async with asyncio.timeout(within):
@@ -232,8 +234,8 @@ async def wait_until_drained(
     A worker commits a command only after its event and reply were acknowledged (SPEC §6), so
     afterwards the events topic holds every event the load caused: reading it is complete.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    offsets = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False)
     await admin.start()
     await offsets.start()
     try:
@@ -283,10 +285,8 @@ async def read_topic(
 
     Reading to the end offsets, rather than for a while, makes the result complete.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     records: list[TopicRecord] = []

@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from messaging import kafka_options
 from provisioning.plan import Report
 from provisioning.reconciler import reconcile
 from provisioning.specs import ProvisioningSettings, product_topics
@@ -21,7 +22,7 @@ from provisioning.specs import ProvisioningSettings, product_topics
 async def reconcile_topics(settings: ProvisioningSettings, *, dry_run: bool = False) -> Report:
     """Connect to ``KAFKA_BOOTSTRAP_SERVERS`` and reconcile every topic of the product."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="device-binding-topics"
+        **kafka_options(settings.kafka_bootstrap_servers), client_id="device-binding-topics"
     )
     await admin.start()
     try:

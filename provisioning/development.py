@@ -9,6 +9,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from messaging import kafka_options
 from provisioning.plan import TopicSpec
 from provisioning.reconciler import TOPIC_ALREADY_EXISTS, create_topics
 from provisioning.specs import DAY_MS, DEFAULT_EVENTS_RETENTION_DAYS, WorkerTopics, worker_configs
@@ -34,7 +35,7 @@ async def provision_topics(
         TopicSpec(name, partitions, replication_factor, topic_configs)
         for name, topic_configs in configs.items()
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap_servers))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -29,6 +29,7 @@ from datetime import timedelta
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
+from messaging import kafka_options
 from provisioning import provision_topics
 from storage.engine import create_engine
 from storage.migrations import prepare_database
@@ -97,7 +98,7 @@ class Worker:
         )
         self.consumer = CommandConsumer(
             AIOKafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap_servers,
+                **kafka_options(settings.kafka_bootstrap_servers),
                 client_id="device-binding-worker",
                 group_id=settings.consumer_group,
                 enable_auto_commit=False,
@@ -116,7 +117,7 @@ class Worker:
             rebalance_grace_seconds=settings.shutdown_grace_seconds,
         )
         self.lag = LagMonitor(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_options(settings.kafka_bootstrap_servers),
             topic=settings.commands_topic,
             group=settings.consumer_group,
             interval=settings.lag_interval_seconds,
@@ -160,7 +161,7 @@ class Worker:
         if self.settings.provision_topics:
             await provision_topics(
                 self.settings,
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                **kafka_options(self.settings.kafka_bootstrap_servers),
                 partitions=self.settings.topic_partitions,
                 replication_factor=self.settings.topic_replication_factor,
             )

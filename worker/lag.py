@@ -11,6 +11,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from messaging import kafka_options
 from worker.metrics import CONSUMER_LAG
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,8 @@ class LagMonitor:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        offsets = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(**kafka_options(self._bootstrap))
+        offsets = AIOKafkaConsumer(**kafka_options(self._bootstrap), enable_auto_commit=False)
         try:
             await admin.start()
             await offsets.start()

@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from messaging import kafka_options
 from schemas.events import CLOUDEVENTS_CONTENT_TYPE
 from schemas.otp import OtpDelivery
 from schemas.replies import Reply
@@ -45,7 +46,7 @@ class KafkaOutbox:
         client_id: str = "device-binding-worker",
     ) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **kafka_options(bootstrap_servers),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,

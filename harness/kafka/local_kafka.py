@@ -37,6 +37,7 @@ from string import Template
 from types import FrameType
 
 from harness.ports import free_port
+from messaging import kafka_options
 
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"  # keep equal to <kafka.version> in pom.xml
@@ -240,7 +241,7 @@ async def _can_list_topics(bootstrap: str) -> bool:
 
     # Refused connections are expected while the broker boots; they are not news.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap), request_timeout_ms=2000)
     try:
         await admin.start()
         await admin.list_topics()
