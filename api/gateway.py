@@ -22,7 +22,6 @@ from api.errors import ServiceUnavailable, VerificationPending
 from api.metrics import REPLY_WAIT
 from api.replies import RepliesMoved, RepliesStopped, ReplyListener
 from api.settings import Settings
-from messaging import kafka_options
 from schemas.commands import Command
 from schemas.replies import Reply
 from telemetry.logs import log_context
@@ -68,13 +67,13 @@ class KafkaGateway:
         self._retry_after = settings.retry_after_seconds
         self._connect_timeout = settings.kafka_connect_timeout_seconds
         self._commands = CommandPublisher(
-            **kafka_options(settings.kafka_bootstrap_servers),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.commands_topic,
             timeout_seconds=settings.publish_timeout_seconds,
             client_id=settings.instance_id,
         )
         self._replies = ReplyListener(
-            **kafka_options(settings.kafka_bootstrap_servers),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.replies_topic,
             instance_id=settings.instance_id,
         )

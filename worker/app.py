@@ -117,7 +117,7 @@ class Worker:
             rebalance_grace_seconds=settings.shutdown_grace_seconds,
         )
         self.lag = LagMonitor(
-            **kafka_options(settings.kafka_bootstrap_servers),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.commands_topic,
             group=settings.consumer_group,
             interval=settings.lag_interval_seconds,
@@ -161,7 +161,7 @@ class Worker:
         if self.settings.provision_topics:
             await provision_topics(
                 self.settings,
-                **kafka_options(self.settings.kafka_bootstrap_servers),
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 partitions=self.settings.topic_partitions,
                 replication_factor=self.settings.topic_replication_factor,
             )
