@@ -3,14 +3,21 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The lock files (requirements/*.txt, written by `make lock`): every package at one version,
+# every file checked against its hash before pip installs it.
+LOCKS := requirements
 
-.PHONY: run test lint demo token kafka venv clean bench contracts
+.PHONY: run test lint demo token kafka venv clean bench contracts lock
 
-$(STAMP): pyproject.toml
+# pip and setuptools from the build lock, every dependency from the test lock, then the
+# project itself with neither its dependencies nor a build environment of its own: nothing
+# is installed that a lock file does not name. A changed lock (or pyproject.toml) reinstalls.
+$(STAMP): pyproject.toml $(LOCKS)/build.txt $(LOCKS)/test.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r $(LOCKS)/build.txt
+	$(BIN)/pip install -q --require-hashes -r $(LOCKS)/test.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -60,11 +67,32 @@ clean:
 # and stops its own Kafka and PostgreSQL; BENCH_ARGS=... passes flags (python -m bench --help).
 BENCH_STAMP := $(VENV)/.installed-bench
 
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[test,bench]'
+$(BENCH_STAMP): $(STAMP) $(LOCKS)/bench.txt
+	$(BIN)/pip install -q --require-hashes -r $(LOCKS)/bench.txt
 	touch $(BENCH_STAMP)
 
 bench: kafka $(BENCH_STAMP)
 	bash harness/ensure_postgres.sh >/dev/null
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.audit
+
+# Re-locks requirements/*.txt after a change to pyproject.toml's dependencies (or to
+# requirements/*.in), then commit them: pins that still fit are kept, so a re-lock moves
+# only what the change needs. LOCK_ARGS=--upgrade moves every package to its newest
+# release, LOCK_ARGS="--upgrade-package NAME" one of them. Resolved for CPython 3.11 on
+# Linux whatever machine runs it, with the hash of every file PyPI has for each pinned
+# version (the image may be built on arm64). bench.txt, the largest set, is resolved first
+# and constrains the others, so the image (runtime.txt) runs the versions the tests ran.
+LOCK_TOOL := $(VENV)/lock-tool
+UV_COMPILE = $(LOCK_TOOL)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command 'make lock' $(LOCK_ARGS)
+
+lock:
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	test -x $(LOCK_TOOL)/bin/python || $(PYTHON) -m venv $(LOCK_TOOL)
+	$(LOCK_TOOL)/bin/pip install -q --require-hashes -r $(LOCKS)/lock-tool.txt
+	$(UV_COMPILE) $(LOCKS)/lock-tool.in -o $(LOCKS)/lock-tool.txt
+	$(UV_COMPILE) $(LOCKS)/build.in -o $(LOCKS)/build.txt
+	$(UV_COMPILE) pyproject.toml --extra test --extra bench -o $(LOCKS)/bench.txt
+	$(UV_COMPILE) pyproject.toml --extra test -c $(LOCKS)/bench.txt -o $(LOCKS)/test.txt
+	$(UV_COMPILE) pyproject.toml -c $(LOCKS)/bench.txt -o $(LOCKS)/runtime.txt
