@@ -690,7 +690,8 @@ def test_the_image_is_multi_stage_slim_and_runs_the_api_by_default() -> None:
         for keyword, args in instructions
         if keyword == "ARG" and args.startswith("PYTHON_IMAGE=")
     ]
-    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", base)
+    # By digest (tests/deploy/test_supply_chain.py); the tag names the release it is.
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?@sha256:[0-9a-f]{64}", base)
     assert dockerfile_cmd() == ["python", "-m", "api"]
     # No ENTRYPOINT: compose and Kubernetes give whole commands (python -m ...).
     assert "ENTRYPOINT" not in {keyword for keyword, _ in instructions}
