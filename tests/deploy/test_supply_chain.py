@@ -27,6 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.deploy.test_manifests import (
+    DOCKERFILE,
     REPO,
     dockerfile_instructions,
     dockerignored,
@@ -306,6 +307,14 @@ def test_every_from_line_names_its_base_image_by_digest() -> None:
     for image in images:
         assert IMAGE_BY_DIGEST.fullmatch(image), f"not pinned by digest: {image}"
         assert image.startswith("python:3.11"), image
+
+
+def test_the_dockerfile_frontend_is_pinned_by_digest_too() -> None:
+    # BuildKit pulls the image a `# syntax=` directive names and runs it to read the file.
+    first = DOCKERFILE.read_text().splitlines()[0]
+    syntax = re.fullmatch(r"#\s*syntax\s*=\s*(\S+)", first)
+    if syntax is not None:
+        assert IMAGE_BY_DIGEST.fullmatch(syntax[1]), f"not pinned by digest: {syntax[1]}"
 
 
 def test_the_digest_check_refuses_a_tag_alone() -> None:
