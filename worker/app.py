@@ -131,7 +131,9 @@ class Worker:
         self.sweeper = RefusalSweeper(
             self.engine, retention=timedelta(seconds=settings.refusal_retention_seconds)
         )
-        self.expiry = ExpirySweeper(self.engine, interval_seconds=settings.expiry_sweep_seconds)
+        self.expiry = ExpirySweeper(
+            self.engine, interval_seconds=settings.expiry_sweep_seconds, clock=clock
+        )
         self.probes = ProbeServer(settings.worker_http_host, settings.worker_http_port, self.ready)
         self._draining = False
 
