@@ -28,7 +28,13 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from schemas.commands import Command, RegisterDevice, UnbindDevice, VerifySignature
+from schemas.commands import (
+    Command,
+    OpenDeviceChallenge,
+    RegisterDevice,
+    UnbindDevice,
+    VerifySignature,
+)
 from schemas.devices import DeviceRegistration
 from storage.engine import create_engine
 from storage.migrations import upgrade
@@ -43,7 +49,7 @@ from worker.expiry import ExpirySweeper
 from worker.migrations import WORKER_MIGRATIONS
 from worker.otp_keyring import OtpKeyring, kid_of, new_key_text
 from worker.store import Store
-from worker.tables import ChallengeRow
+from worker.tables import ChallengeRow, DeviceChallengeRow
 
 TTL = timedelta(minutes=5)
 OLD, NEW = new_key_text("old"), new_key_text("new")
@@ -268,6 +274,29 @@ async def test_the_sweep_expires_pending_challenges_past_their_expiry(
     assert fresh_row.otp_digest is not None
     assert spent_row.status == "verified"  # decided before: left alone
     assert await ExpirySweeper(engine, clock=lambda: now).sweep() == 0
+
+
+async def test_the_sweep_expires_device_challenges_too(
+    engine: AsyncEngine, database_url: str, workers: list[Worker]
+) -> None:
+    worker = _worker(workers, engine, database_url, NEW)
+    key = DeviceKey()
+    binding, otp = await worker.register(key, person_id="signer")
+    assert (await worker.attempt(binding, key.sign(otp))).outcome == "ok"
+    device_id = (await _challenge(engine, binding)).device_id
+    opened = OpenDeviceChallenge(
+        **_header(), challenge_id=uuid.uuid4(), device_id=uuid.UUID(device_id)
+    )
+    await worker.handle(opened)
+    assert worker.outbox.replies[-1].outcome == "ok"
+    later = datetime.now(UTC) + TTL + timedelta(seconds=1)
+
+    assert await ExpirySweeper(engine, clock=lambda: later).sweep() == 1
+
+    async with AsyncSession(engine) as session:
+        row = await session.get(DeviceChallengeRow, str(opened.challenge_id))
+    assert row is not None
+    assert (row.status, row.message_digest, row.decided_at) == ("expired", None, later)
 
 
 def test_the_worker_refuses_to_start_without_its_keys(tmp_path: Path) -> None:
