@@ -12,6 +12,7 @@ from bench.device_seed import seed_device_challenges
 from bench.seed import Ticket, seed, verify_command
 from schemas.commands import VerifyDeviceSignature, VerifySignature
 from schemas.events import EventType
+from worker.otp_keyring import OtpKeyring
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class Backlog:
     kind: str
     # What the seed writes, for the progress lines.
     seeded: str
-    seed: Callable[[str, int], list[Ticket]]
+    # (database URL, count, the keyring sealing OTP digests or None for in clear) -> tickets
+    seed: Callable[[str, int, OtpKeyring | None], list[Ticket]]
     command_type: type[VerifySignature] | type[VerifyDeviceSignature]
     # The event of a correct signature: the drain fails on any other, since it would not
     # have measured what it claims.
@@ -37,14 +39,15 @@ BACKLOGS = {
     "binding": Backlog(
         kind="binding",
         seeded="pending binding challenges",
-        seed=seed,
+        seed=lambda url, count, keyring: seed(url, count, keyring=keyring),
         command_type=VerifySignature,
         verified=EventType.SIGNATURE_VERIFIED.value,
     ),
     "device": Backlog(
         kind="device",
         seeded="bound devices with a pending device challenge each",
-        seed=seed_device_challenges,
+        # Device challenges hold the digest of a string_to_sign, no secret: never sealed.
+        seed=lambda url, count, _keyring: seed_device_challenges(url, count),
         command_type=VerifyDeviceSignature,
         verified=EventType.DEVICE_SIGNATURE_VERIFIED.value,
     ),

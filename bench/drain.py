@@ -25,6 +25,7 @@ from bench.scrape import scrape
 from bench.seed import seed_customers
 from harness import devkeys
 from harness.kafka import local_kafka
+from harness.otp_keys import RUN_KEYRING
 from harness.ports import free_port
 from harness.processes import ROOT, Children, run_folder, stop_on_sigterm
 from harness.stack import StackTopics, migrate, stack_environment
@@ -84,6 +85,12 @@ class DrainResult:
         return asdict(self)
 
 
+def seals_otp_digests(source: Path) -> bool:
+    """Whether the worker of checkout ``source`` stores OTP digests sealed (SPEC §9): from
+    the commit that added its keyring on."""
+    return (source / "worker" / "otp_keyring.py").is_file()
+
+
 def run_drain(
     bootstrap: str,
     workdir: Path,
@@ -130,7 +137,10 @@ def run_drain(
         seed_customers(database_url, customers)
     backlog = BACKLOGS[kind]
     print(f"drain: seeding {commands:,} {backlog.seeded} ...", flush=True)
-    tickets = backlog.seed(database_url, commands)
+    # Sealed as the worker that drains them expects: a baseline from before sealing reads
+    # digests in clear.
+    keyring = RUN_KEYRING if seals_otp_digests(source) else None
+    tickets = backlog.seed(database_url, commands, keyring)
     seed_s = time.monotonic() - started
 
     print(f"drain: producing {commands:,} commands to {topics.commands} ...", flush=True)

@@ -33,6 +33,7 @@ from worker.attempts.store import attempt_store
 from worker.attempts.verification import BatchVerifier
 from worker.binding import BindingService
 from worker.migrations import WORKER_MIGRATIONS
+from worker.otp_keyring import keyring_from
 from worker.outbox import Acknowledgement
 from worker.settings import WorkerSettings
 from worker.store import Store
@@ -149,12 +150,13 @@ def create_inline_app(settings: Settings, worker_settings: WorkerSettings) -> Fa
         await prepare_database(engine, WORKER_MIGRATIONS, migrate=worker_settings.auto_migrate)
         outbox = InMemoryOutbox()
         ttl = timedelta(seconds=worker_settings.challenge_ttl_seconds)
-        service = BindingService(Store(engine), outbox, challenge_ttl=ttl)
+        keyring = keyring_from(worker_settings.otp_encryption_keys)
+        service = BindingService(Store(engine), outbox, keyring=keyring, challenge_ttl=ttl)
         store = attempt_store(
             worker_settings.database_url, sqlite_synchronous=worker_settings.sqlite_synchronous
         )
         verifier = BatchVerifier(worker_settings.verify_processes)
-        runs = AttemptRuns(store, outbox, verifier=verifier, clock=utc_now)
+        runs = AttemptRuns(store, outbox, verifier=verifier, keyring=keyring, clock=utc_now)
         gateway = InlineGateway(runs, service, outbox, settings.retry_after_seconds)
         gateway.start()
         app.state.gateway = gateway

@@ -21,9 +21,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from harness.otp_keys import RUN_KEYRING
 from schemas.commands import COMMAND_ADAPTER, VerifyDeviceSignature, VerifySignature, command_key
 from storage.engine import asyncpg_dsn, sqlite_path
 from worker.attempts.sqlite import to_sqlite_time
+from worker.otp_keyring import OtpKeyring
 
 BENCH_CLIENT_ID = "bench-bank"
 DEFAULT_TTL = timedelta(hours=1)
@@ -137,9 +139,16 @@ def device_row(
 
 
 def pending(
-    count: int, *, client_id: str = BENCH_CLIENT_ID, ttl: timedelta = DEFAULT_TTL
+    count: int,
+    *,
+    client_id: str = BENCH_CLIENT_ID,
+    ttl: timedelta = DEFAULT_TTL,
+    keyring: OtpKeyring | None = RUN_KEYRING,
 ) -> tuple[Rows, list[Ticket]]:
-    """``count`` pending devices and challenges, each with its own key, and their tickets."""
+    """``count`` pending devices and challenges, each with its own key, and their tickets.
+    The OTP digests are sealed with ``keyring`` as the worker seals them (the harness run's
+    key by default); None stores them in clear, for a worker from before they were sealed
+    (a baseline checkout)."""
     now = datetime.now(UTC)
     run = uuid.uuid4().hex[:8]
     devices, challenges, tickets = [], [], []
@@ -148,6 +157,7 @@ def pending(
         otp = f"{secrets.randbelow(1_000_000):06d}"
         signature = key.sign(otp.encode("ascii"))
         device_id, challenge_id = str(uuid.uuid4()), str(uuid.uuid4())
+        digest = hashlib.sha256(otp.encode("ascii")).digest()
         devices.append(
             device_row(
                 device_id=device_id,
@@ -165,7 +175,7 @@ def pending(
                 challenge_id,
                 device_id,
                 "pending",
-                hashlib.sha256(otp.encode("ascii")).digest(),
+                digest if keyring is None else keyring.seal(challenge_id, digest),
                 True,
                 0,
                 now,

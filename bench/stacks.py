@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.databases import sqlite_url
 from bench.seed import BENCH_CLIENT_ID
 from harness import devkeys
+from harness.otp_keys import otp_environment
 from harness.ports import free_port
 from harness.processes import Children
 from harness.stack import (
@@ -64,6 +65,7 @@ def start_inline_peer(children: Children, *, database: Path, jwks: Path) -> Runn
             "DATABASE_URL": sqlite_url(database),
             "AUTO_MIGRATE": "true",
             **auth_environment(jwks),
+            **otp_environment(),
             **OPEN_API_LIMITS,
             "API_HOST": "127.0.0.1",
             "API_PORT": str(port),

@@ -4,7 +4,9 @@ Starts, in order, and stops in reverse on Ctrl-C or SIGTERM:
 
 1. Apache Kafka on 127.0.0.1:9092 (harness/kafka; none if KAFKA_BOOTSTRAP_SERVERS is set);
 2. ``WORKERS`` worker processes (default 2) on SQLite under var/ (or ``DATABASE_URL``),
-   after migrating the databases; their probes and metrics on ports 8001, 8002, ...;
+   after migrating the databases; their probes and metrics on ports 8001, 8002, ...; they
+   seal OTP digests with ``OTP_ENCRYPTION_KEYS`` if set, else with a development key made
+   on the first run in var/otp-encryption-keys (only the workers are given it);
 3. the development OTP sink, which prints each OTP instead of sending an SMS;
 4. the reference audit consumer (trail in var/audit.db; ``python -m audit verify``) and the
    fraud-signal consumer, unless ``CONSUMERS=0``;
@@ -35,6 +37,7 @@ from harness import devkeys
 from harness.kafka import local_kafka
 from harness.stack import auth_environment, wait_for_topics, wait_until_ready
 from schemas import topics
+from worker.otp_keyring import new_key_text
 
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
@@ -76,13 +79,37 @@ def api_auth(
     return {**auth_environment(make_development_jwks()), **given}
 
 
+OTP_KEYS_VARIABLE: Final = "OTP_ENCRYPTION_KEYS"
+
+
+def worker_otp_keys(environ: Mapping[str, str], key_file: Path | None = None) -> dict[str, str]:
+    """The workers' ``OTP_ENCRYPTION_KEYS``: the environment's, else the development key in
+    ``key_file`` (var/otp-encryption-keys), made there (readable by its owner only) when
+    missing and kept, so that a restart can still verify the challenges pending before."""
+    given = environ.get(OTP_KEYS_VARIABLE, "").strip()
+    if given:
+        return {OTP_KEYS_VARIABLE: given}
+    key_file = key_file or VAR / "otp-encryption-keys"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(new_key_text("dev") + "\n")
+    return {OTP_KEYS_VARIABLE: key_file.read_text().strip()}
+
+
 def process_environment(
     environ: Mapping[str, str], *, bootstrap: str, auth: Mapping[str, str]
 ) -> dict[str, str]:
     """What every process of the stack runs with (the API reads ``auth``): ``environ``, its
     token settings replaced by ``auth`` (see :func:`api_auth`), local defaults added."""
     return {
-        **{name: value for name, value in environ.items() if name not in AUTH_VARIABLES},
+        # The OTP keys go to the workers alone (worker_otp_keys).
+        **{
+            name: value
+            for name, value in environ.items()
+            if name not in AUTH_VARIABLES and name != OTP_KEYS_VARIABLE
+        },
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": environ.get(
             "DATABASE_URL", f"sqlite+aiosqlite:///{VAR / 'device-binding.db'}"
@@ -136,24 +163,26 @@ def main() -> int:
         broker.start()
         bootstrap = broker.bootstrap_servers
     env = process_environment(os.environ, bootstrap=bootstrap, auth=auth)
+    otp_keys = worker_otp_keys(os.environ)
     python = sys.executable
     children: list[subprocess.Popen[bytes]] = []
 
     def spawn(*args: str, **extra_env: str) -> None:
         children.append(subprocess.Popen([python, *args], env={**env, **extra_env}, cwd=ROOT))
 
-    def migrate(package: str) -> None:
+    def migrate(package: str, **extra_env: str) -> None:
         # The schema first, once, as the Kubernetes Job does: the processes only check it.
-        subprocess.run([python, "-m", package, "migrate"], env=env, cwd=ROOT, check=True)
+        migrating = {**env, **extra_env}
+        subprocess.run([python, "-m", package, "migrate"], env=migrating, cwd=ROOT, check=True)
 
     consumers = os.environ.get("CONSUMERS", "1") != "0"
     try:
-        migrate("worker")
+        migrate("worker", **otp_keys)  # 0005 seals digests of pending challenges
         if consumers:
             migrate("audit")
         for number in range(int(os.environ.get("WORKERS", "2"))):
             # Each worker's probes and metrics on its own port: 8001, 8002, ...
-            spawn("-m", "worker", WORKER_HTTP_PORT=str(8001 + number))
+            spawn("-m", "worker", WORKER_HTTP_PORT=str(8001 + number), **otp_keys)
         asyncio.run(
             wait_for_topics(
                 bootstrap, {topics.COMMANDS, topics.EVENTS, topics.REPLIES, topics.OTP_DELIVERIES}

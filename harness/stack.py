@@ -28,6 +28,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from harness import devkeys
+from harness.otp_keys import otp_environment
 from harness.ports import free_port
 from harness.processes import PYTHON, ROOT, Children
 from harness.topics import wait_for_group
@@ -120,6 +121,7 @@ def stack_environment(
         "DATABASE_URL": database_url,
         **auth_environment(jwks),
         **topics.worker_env(),
+        **otp_environment(),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -141,7 +143,15 @@ def worker_environment(settings: WorkerSettings) -> dict[str, str]:
         "AUTO_MIGRATE": "true",
         "WORKER_HTTP_PORT": "0",
         "PYTHONUNBUFFERED": "1",
+        **_otp_keys(settings),
     }
+
+
+def _otp_keys(settings: WorkerSettings) -> dict[str, str]:
+    # The settings' own keys (a test's), else the run's: never a worker without keys.
+    if settings.otp_encryption_keys is None:
+        return otp_environment()
+    return {"OTP_ENCRYPTION_KEYS": settings.otp_encryption_keys.get_secret_value()}
 
 
 def migrate(env: dict[str, str], *, cwd: Path = ROOT) -> None:

@@ -40,9 +40,11 @@ from worker.attempts.verification import BatchVerifier
 from worker.binding import BindingService
 from worker.consumer import CommandConsumer
 from worker.dead_letters import DeadLetters
+from worker.expiry import ExpirySweeper
 from worker.handling import BatchHandler
 from worker.lag import LagMonitor
 from worker.migrations import WORKER_MIGRATIONS
+from worker.otp_keyring import keyring_from
 from worker.outbox import KafkaOutbox
 from worker.probes import ProbeServer
 from worker.retention import RefusalSweeper
@@ -60,6 +62,8 @@ _FETCH_MAX_WAIT_MS = 500
 class Worker:
     def __init__(self, settings: WorkerSettings, *, clock: Clock = utc_now) -> None:
         self.settings = settings
+        # First: without its keys the worker must not run at all (OtpKeysInvalid).
+        keyring = keyring_from(settings.otp_encryption_keys)
         self.engine = create_engine(settings.database_url)
         self.outbox = outbox = KafkaOutbox(
             settings.kafka_bootstrap_servers,
@@ -77,12 +81,14 @@ class Worker:
             self.attempts,
             outbox,
             verifier=self.verifier,
+            keyring=keyring,
             clock=clock,
             person_lock=timedelta(seconds=settings.person_lock_seconds),
         )
         service = BindingService(
             self.store,
             outbox,
+            keyring=keyring,
             challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
             otp_delivery_lease=timedelta(seconds=settings.otp_delivery_lease_seconds),
             clock=clock,
@@ -124,6 +130,9 @@ class Worker:
         )
         self.sweeper = RefusalSweeper(
             self.engine, retention=timedelta(seconds=settings.refusal_retention_seconds)
+        )
+        self.expiry = ExpirySweeper(
+            self.engine, interval_seconds=settings.expiry_sweep_seconds, clock=clock
         )
         self.probes = ProbeServer(settings.worker_http_host, settings.worker_http_port, self.ready)
         self._draining = False
@@ -169,6 +178,7 @@ class Worker:
         await self.consumer.start()
         await self.lag.start()
         await self.sweeper.start()
+        await self.expiry.start()
         await self.probes.start()
         logger.info("worker consuming %s", self.settings.commands_topic)
 
@@ -179,6 +189,7 @@ class Worker:
         await self.outbox.stop()
         await self.lag.stop()
         await self.sweeper.stop()
+        await self.expiry.stop()
         await self.probes.stop()
         await self.attempts.close()
         self.verifier.close()

@@ -51,6 +51,7 @@ from worker.errors import (
     StoreContention,
 )
 from worker.otp_delivery import DEFAULT_LEASE, OtpDeliveries, new_otp, otp_digest
+from worker.otp_keyring import OtpKeyring
 from worker.signing import SigningService
 from worker.signing_store import SigningStore
 from worker.store import Binding, Store
@@ -65,6 +66,7 @@ class BindingService:
         store: Store,
         outbox: Outbox,
         *,
+        keyring: OtpKeyring,
         challenge_ttl: timedelta,
         otp_delivery_lease: timedelta = DEFAULT_LEASE,
         clock: Clock = utc_now,
@@ -78,7 +80,10 @@ class BindingService:
         self._clock = clock
         self._otp_sends_per_hour = otp_sends_per_hour
         self._max_pending = max_pending
-        self._otps = OtpDeliveries(store, outbox, lease=otp_delivery_lease, clock=clock)
+        self._keyring = keyring
+        self._otps = OtpDeliveries(
+            store, outbox, keyring=keyring, lease=otp_delivery_lease, clock=clock
+        )
         self._signing = SigningService(
             SigningStore(store.engine),
             challenge_ttl=challenge_ttl,
@@ -123,8 +128,10 @@ class BindingService:
             return await self._announce_registration(command, replayed, delivery=None)
         now = self._clock()
         otp, claim = new_otp(), uuid.uuid4().hex
+        # Sealed before it goes anywhere near the database (SPEC §9).
+        sealed = self._keyring.seal(str(command.challenge_id), otp_digest(otp))
         device, challenge = registration_rows(
-            command, now=now, ttl=self._ttl, digest=otp_digest(otp), claim=claim
+            command, now=now, ttl=self._ttl, digest=sealed, claim=claim
         )
         try:
             refused = await self._store.register(

@@ -3,7 +3,8 @@
     WorkerError
      ├── SignatureRejected   a signature is refused; carries a Reason and a short detail
      ├── InvalidPublicKey    a device key that is not a valid P-256 point
-     └── StoreContention     the state kept changing under a decision (transient: retry)
+     ├── StoreContention     the state kept changing under a decision (transient: retry)
+     └── OtpKeysInvalid      OTP_ENCRYPTION_KEYS missing or malformed (the worker will not start)
 
 ``detail`` is for logs and for the developer integrating a device: it names the check
 that failed and never carries key material, the message, the OTP or the signature.
@@ -35,3 +36,7 @@ class InvalidPublicKey(WorkerError):
 
 class StoreContention(WorkerError):
     """A decision could not be stored because the state moved; the command is retried."""
+
+
+class OtpKeysInvalid(WorkerError, ValueError):
+    """``OTP_ENCRYPTION_KEYS`` is missing or malformed; the message never quotes a key."""

@@ -1,8 +1,9 @@
 """An OTP from the CSPRNG to the SMS gateway's topic, exactly once per challenge.
 
-The OTP lives only in the memory of the worker that drew it; the store keeps its digest and
-a lease: who is delivering it, and since when. A worker that finds a stored challenge whose
-delivery is not recorded (its registration redelivered after a rebalance or a crash) waits
+The OTP lives only in the memory of the worker that drew it; the store keeps its digest,
+sealed (:mod:`worker.otp_keyring`), and a lease: who is delivering it, and since when. A
+worker that finds a stored challenge whose delivery is not recorded (its registration
+redelivered after a rebalance or a crash) waits
 while that lease is fresh rather than send a second OTP, which would void the first; once
 the lease has expired, the OTP is taken for lost with its worker and replaced.
 """
@@ -21,6 +22,7 @@ from schemas.challenges import ChallengeStatus
 from schemas.devices import Language
 from schemas.otp import OtpDelivery
 from worker.errors import StoreContention
+from worker.otp_keyring import OtpKeyring
 from worker.store import Binding, Store
 
 logger = logging.getLogger(__name__)
@@ -53,11 +55,13 @@ class OtpDeliveries:
         store: Store,
         sender: OtpSender,
         *,
+        keyring: OtpKeyring,
         lease: timedelta = DEFAULT_LEASE,
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._sender = sender
+        self._keyring = keyring
         self._lease = lease
         self._clock = clock
 
@@ -119,7 +123,7 @@ class OtpDeliveries:
                 otp, claim = new_otp(), uuid.uuid4().hex
                 if await self._store.claim_otp_delivery(
                     challenge_id,
-                    digest=otp_digest(otp),
+                    digest=self._keyring.seal(challenge_id, otp_digest(otp)),
                     claim=claim,
                     now=now,
                     previous_claim=challenge.otp_delivery_claim,

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import topics
@@ -52,6 +52,13 @@ class WorkerSettings(BaseSettings):
     provision_topics: bool = True
 
     challenge_ttl_seconds: int = Field(default=300, ge=1, le=MAX_CHALLENGE_TTL_SECONDS)
+    # SPEC §9: the keys that seal OTP digests at rest, `kid:base64key,...` (32-byte keys; the
+    # first seals, all open). No default: the worker refuses to start without them (the
+    # local stack, the test harness and the benchmarks generate one into var/ or pass one).
+    otp_encryption_keys: SecretStr | None = None
+    # How often pending challenges past their expiry are marked expired and their digests
+    # dropped (SPEC §9: within a minute).
+    expiry_sweep_seconds: float = Field(default=30.0, gt=0, le=60)
     # SPEC §9: a person's new challenges are refused this long after 5 failed signatures in
     # a row; at most this many OTPs are sent to a person in an hour.
     person_lock_seconds: int = Field(default=900, ge=1)

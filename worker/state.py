@@ -49,7 +49,8 @@ class ChallengeState:
     failed_attempts: int
     expires_at: datetime
     # SHA-256 of what the device signs (the OTP, or the string_to_sign) while pending; None
-    # once the challenge left pending.
+    # once the challenge left pending. A binding challenge's is stored sealed and opened
+    # before the decision (worker.attempts.openings); None too when it does not open.
     digest: bytes | None
     kind: ChallengeKind = ChallengeKind.BINDING
 
@@ -94,7 +95,8 @@ class ChallengeChange:
     id: str
     status: ChallengeStatus
     failed_attempts: int
-    # Leaving pending drops the digest of what was to be signed (SPEC §4): None then.
+    # Leaving pending drops the digest of what was to be signed (SPEC §4): None then. The
+    # stores only look at whether it is kept: the stored (sealed) value stays as it is.
     digest: bytes | None
     decided_at: datetime | None
     kind: ChallengeKind = ChallengeKind.BINDING

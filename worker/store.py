@@ -177,9 +177,9 @@ class Store:
     async def unbind(
         self, device_id: str, *, command_id: str, request_id: str, now: datetime
     ) -> bool:
-        """Unbind a pending or bound device: its challenge can no longer be answered, its
-        open device challenges end (expired), its keys are removed (SPEC §8). One
-        transaction: all of it, or none."""
+        """Unbind a pending or bound device: its binding challenge, if still pending, ends
+        (expired, its digest dropped: SPEC §4), its open device challenges end likewise, its
+        keys are removed (SPEC §8). One transaction: all of it, or none."""
         try:
             async with self._sessions() as session, session.begin():
                 await _update_one(
@@ -192,6 +192,14 @@ class Store:
                         unbound_by_command=command_id,
                         unbound_by_request=request_id,
                     ),
+                )
+                await session.execute(
+                    update(ChallengeRow)
+                    .where(
+                        ChallengeRow.device_id == device_id,
+                        ChallengeRow.status == ChallengeStatus.PENDING,
+                    )
+                    .values(status=ChallengeStatus.EXPIRED, otp_digest=None, decided_at=now)
                 )
                 await session.execute(
                     update(DeviceChallengeRow)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -18,6 +19,13 @@ from storage.types import UtcDateTime
 
 class Base(DeclarativeBase):
     pass
+
+
+def _pending_expiry_index(name: str) -> Index:
+    """Pending challenges by expiry, and only those: the index stays as small as what is
+    open, however many decided challenges the table keeps."""
+    pending = text("status = 'pending'")
+    return Index(name, "expires_at", sqlite_where=pending, postgresql_where=pending)
 
 
 class DeviceRow(Base):
@@ -51,9 +59,10 @@ class ChallengeRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), unique=True)
     status: Mapped[str] = mapped_column(String(16))
-    # SHA-256 of the OTP: all verification needs, dropped (NULL) when the challenge leaves
-    # pending. Never the OTP itself.
-    otp_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # SHA-256 of the OTP, sealed (AES-256-GCM bound to this challenge's id, with the kid of
+    # its key: worker.otp_keyring), never in clear: all verification needs, dropped (NULL)
+    # when the challenge leaves pending. Never the OTP itself.
+    otp_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
     otp_delivered: Mapped[bool] = mapped_column(default=False)
     # Who is delivering the OTP, and since when: a lease. A worker that finds the challenge
     # stored but not delivered (its command redelivered after a rebalance or a crash) waits
@@ -64,6 +73,9 @@ class ChallengeRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    # The expiry sweep (worker.expiry) finds pending challenges past their expiry by this.
+    __table_args__ = (_pending_expiry_index("ix_challenges_pending_expiry"),)
 
 
 class AttemptRow(Base):
@@ -156,7 +168,10 @@ class DeviceChallengeRow(Base):
     created_by_request: Mapped[str] = mapped_column(String(128))
 
     # Unbinding ends a device's open challenges: found by this index, not a scan.
-    __table_args__ = (Index("ix_device_challenges_device", "device_id", "status"),)
+    __table_args__ = (
+        Index("ix_device_challenges_device", "device_id", "status"),
+        _pending_expiry_index("ix_device_challenges_pending_expiry"),
+    )
 
 
 class DeviceAttemptRow(Base):

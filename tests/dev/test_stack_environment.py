@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from api.settings import Settings
-from dev.stack import AuthConfigurationError, api_auth, process_environment, token_hint
+from dev.stack import (
+    AuthConfigurationError,
+    api_auth,
+    process_environment,
+    token_hint,
+    worker_otp_keys,
+)
 from harness import devkeys
+from worker.otp_keyring import OtpKeyring, new_key_text
 
 DEV_JWKS = Path("/var/dev/jwks.json")
 BOOTSTRAP = "127.0.0.1:19092"
@@ -167,3 +174,28 @@ def test_the_stack_hints_at_the_right_token() -> None:
         {"AUTH_JWKS_URL": "https://idp.example/jwks", "AUTH_ISSUER": "i", "AUTH_AUDIENCE": "a"},
         development_key=False,
     )
+
+
+def test_the_workers_get_the_environments_otp_keys_and_no_other_process_does(
+    tmp_path: Path,
+) -> None:
+    given = new_key_text("ops")
+    environ = {"PATH": "/usr/bin", "OTP_ENCRYPTION_KEYS": given}
+
+    assert worker_otp_keys(environ, tmp_path / "keys") == {"OTP_ENCRYPTION_KEYS": given}
+    assert not (tmp_path / "keys").exists()
+    shared = _api_environment(environ, DevelopmentKey())
+    assert "OTP_ENCRYPTION_KEYS" not in shared
+
+
+def test_without_otp_keys_a_development_key_is_made_once_readable_by_its_owner_only(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "var" / "otp-encryption-keys"
+
+    first = worker_otp_keys({}, key_file)
+    again = worker_otp_keys({"OTP_ENCRYPTION_KEYS": "  "}, key_file)
+
+    assert first == again  # kept: challenges pending before a restart still verify
+    assert OtpKeyring.parse(first["OTP_ENCRYPTION_KEYS"]).kids == ("dev",)
+    assert key_file.stat().st_mode & 0o777 == 0o600

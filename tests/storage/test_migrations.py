@@ -26,6 +26,7 @@ from audit.chain import GENESIS_HASH
 from audit.database import AUDIT_MIGRATIONS, HEAD_ID
 from audit.tables import AuditRecord, ChainHead
 from audit.trail import AuditTrail, Delivery
+from harness.otp_keys import otp_environment
 from storage.engine import create_engine
 from storage.migrations import (
     MigrationHistory,
@@ -263,6 +264,8 @@ async def test_the_process_refuses_to_start_until_migrated_by_the_command(
         # Refused before any broker is needed: nothing listens there.
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
         "PROVISION_TOPICS": "false",
+        # The worker refuses to start without its keys first: given, to reach the schema.
+        **otp_environment(),
     }
     code, _, stderr = await run(tmp_path, env, "-m", package)
     assert code == 1, stderr

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from harness.otp_keys import RUN_OTP_KEYS
 from harness.topics import unique_name
 from schemas.commands import COMMAND_ADAPTER, Command, command_key
 from schemas.replies import Reply
@@ -55,6 +56,8 @@ def worker_settings(bootstrap: str, database: Path, **overrides: Any) -> WorkerS
         "worker_http_port": 0,
         # A fresh database per test: the worker migrates it as it starts.
         "auto_migrate": True,
+        # The run's key, which bench.seed seals with too.
+        "otp_encryption_keys": RUN_OTP_KEYS,
     }
     values.update(overrides)
     return WorkerSettings(**values)

@@ -94,12 +94,23 @@ async def otp_of(settings: WorkerSettings, challenge_id: str) -> str:
 
 @asynccontextmanager
 async def http_stack(
-    kafka_bootstrap: str, database_url: str, tmp_path: Path, *, workers: int = 1
+    kafka_bootstrap: str,
+    database_url: str,
+    tmp_path: Path,
+    *,
+    workers: int = 1,
+    worker_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """The stack with ``workers`` worker instances in one consumer group (they share the
-    commands' partitions, the database and the test's clock)."""
+    commands' partitions, the database and the test's clock); ``worker_overrides``: their
+    settings that differ from the tests' defaults."""
     clock = ManualClock()
-    settings = worker_settings(kafka_bootstrap, tmp_path / "store.db", database_url=database_url)
+    settings = worker_settings(
+        kafka_bootstrap,
+        tmp_path / "store.db",
+        database_url=database_url,
+        **(worker_overrides or {}),
+    )
     tokens = Tokens(tmp_path / "keys")
     async with AsyncExitStack() as running:
         for _ in range(workers):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness.otp_keys import RUN_KEYRING
 from schemas.commands import Command, RegisterDevice, UnbindDevice, VerifySignature
 from schemas.devices import MAX_BOUND_DEVICES_PER_PERSON, DeviceRegistration
 from schemas.otp import OtpDelivery
@@ -85,10 +86,17 @@ class Service:
     ) -> None:
         # Six OTPs for one person within the hour: the device-limit scenario needs them.
         self.binding = BindingService(
-            store, outbox, challenge_ttl=timedelta(minutes=5), clock=clock, otp_sends_per_hour=10
+            store,
+            outbox,
+            keyring=RUN_KEYRING,
+            challenge_ttl=timedelta(minutes=5),
+            clock=clock,
+            otp_sends_per_hour=10,
         )
         self.attempts = SqliteAttemptStore(database)
-        self._runs = AttemptRuns(self.attempts, outbox, verifier=BatchVerifier(0), clock=clock)
+        self._runs = AttemptRuns(
+            self.attempts, outbox, verifier=BatchVerifier(0), keyring=RUN_KEYRING, clock=clock
+        )
 
     async def handle(self, command: Command) -> None:
         if isinstance(command, VerifySignature):
@@ -153,7 +161,10 @@ async def test_otp_lost_before_delivery_is_replaced_on_redelivery(
     binding = await store.find_binding(str(command.challenge_id))
     assert binding is not None
     # The challenge answers to the OTP that was delivered, not the one lost with the crash.
-    assert binding.challenge.otp_digest == hashlib.sha256(delivery.otp.encode()).digest()
+    sealed = binding.challenge.otp_digest
+    assert sealed is not None
+    opened = RUN_KEYRING.open(binding.challenge.id, sealed)
+    assert opened == hashlib.sha256(delivery.otp.encode()).digest()
     assert binding.challenge.otp_delivered
     assert [r.outcome for r in outbox.replies] == ["ok"]
     assert len(outbox.events) == 1

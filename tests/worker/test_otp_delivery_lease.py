@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.otp_keys import RUN_KEYRING
 from schemas.otp import OtpDelivery
 from storage.engine import create_engine
 from storage.migrations import upgrade
@@ -24,7 +25,7 @@ from tests.worker.test_binding_recovery import FlakyOutbox, _register
 from worker.binding import BindingService
 from worker.errors import StoreContention
 from worker.migrations import WORKER_MIGRATIONS
-from worker.store import Store
+from worker.store import Binding, Store
 
 LEASE = timedelta(seconds=10)
 
@@ -65,12 +66,23 @@ def _worker(
     store: Store, outbox: FlakyOutbox, clock: Clock, lease: timedelta = LEASE
 ) -> BindingService:
     return BindingService(
-        store, outbox, challenge_ttl=timedelta(minutes=5), otp_delivery_lease=lease, clock=clock
+        store,
+        outbox,
+        keyring=RUN_KEYRING,
+        challenge_ttl=timedelta(minutes=5),
+        otp_delivery_lease=lease,
+        clock=clock,
     )
 
 
 def _digest(otp: str) -> bytes:
     return hashlib.sha256(otp.encode()).digest()
+
+
+def _stored_digest(binding: Binding) -> bytes | None:
+    """The challenge's digest as stored, opened (it is stored sealed)."""
+    sealed = binding.challenge.otp_digest
+    return None if sealed is None else RUN_KEYRING.open(binding.challenge.id, sealed)
 
 
 async def test_a_worker_given_the_command_mid_delivery_waits_and_sends_no_second_otp(
@@ -94,7 +106,7 @@ async def test_a_worker_given_the_command_mid_delivery_waits_and_sends_no_second
     binding = await store.find_binding(str(command.challenge_id))
     assert binding is not None
     assert binding.challenge.otp_delivered
-    assert binding.challenge.otp_digest == _digest(delivery.otp)
+    assert _stored_digest(binding) == _digest(delivery.otp)
     # Both announce the registration, identically.
     assert first_outbox.events == second_outbox.events
     assert [r.outcome for r in first_outbox.replies + second_outbox.replies] == ["ok", "ok"]
@@ -119,7 +131,7 @@ async def test_a_lease_left_by_a_dead_worker_is_taken_over_once_expired(store: S
     binding = await store.find_binding(str(command.challenge_id))
     assert binding is not None
     assert binding.challenge.otp_delivered
-    assert binding.challenge.otp_digest == _digest(delivery.otp)
+    assert _stored_digest(binding) == _digest(delivery.otp)
 
 
 async def test_a_lease_that_never_ends_makes_the_command_retry_later(store: Store) -> None:
@@ -157,7 +169,7 @@ async def test_a_worker_stalled_past_its_lease_loses_the_delivery_to_the_later_o
     binding = await store.find_binding(str(command.challenge_id))
     assert binding is not None
     # The OTP drawn by the take-over is the valid one; the stalled worker's is void.
-    assert binding.challenge.otp_digest == _digest(later.otp) != _digest(late.otp)
+    assert _stored_digest(binding) == _digest(later.otp) != _digest(late.otp)
     assert binding.challenge.otp_delivered
 
 
@@ -175,4 +187,4 @@ async def test_a_failed_delivery_ends_the_lease_so_the_retry_need_not_wait(store
     [delivery] = outbox.otps
     binding = await store.find_binding(str(command.challenge_id))
     assert binding is not None
-    assert binding.challenge.otp_digest == _digest(delivery.otp)
+    assert _stored_digest(binding) == _digest(delivery.otp)

@@ -302,7 +302,9 @@ async def test_a_device_unbound_before_its_attempt_is_not_bound(db: Db) -> None:
 
     assert db.outcomes() == {"not_found": 1}
     after = await db.binding(binding.challenge.id)
-    assert (after.challenge.status, after.device.status) == ("pending", "unbound")
+    # Unbinding ended the pending challenge and dropped its digest (SPEC §4).
+    assert (after.challenge.status, after.device.status) == ("expired", "unbound")
+    assert after.challenge.otp_digest is None
     assert await db.attempt_count() == 0
 
 

@@ -62,7 +62,7 @@ class PostgresAttemptStore:
     async def pending_keys(self, reads: BatchReads) -> dict[str, PendingKey]:
         pool = await self._connections()
         rows = await pool.fetch(sql.READ_PENDING_KEYS, reads.binding, reads.device)
-        return {row[0]: PendingKey(row[1], row[2], row[3]) for row in rows}
+        return {row[0]: PendingKey(row[1], row[2], row[3], ChallengeKind(row[4])) for row in rows}
 
     async def _run(self, reads: BatchReads, decide: Decide) -> AttemptDecisions:
         pool = await self._connections()
@@ -202,7 +202,7 @@ def _changes(changes: Sequence[ChallengeChange]) -> list[list[Any]]:
         [change.id for change in changes],
         [change.status.value for change in changes],
         [change.failed_attempts for change in changes],
-        [change.digest for change in changes],
+        [change.digest is not None for change in changes],
         [change.decided_at for change in changes],
     ]
 

@@ -29,11 +29,11 @@ FROM unnest($1::text[]) WITH ORDINALITY AS o(owner, position)
 ORDER BY position
 """
 READ_PENDING_KEYS = """
-SELECT c.id, d.key_id, d.public_key, c.otp_digest
+SELECT c.id, d.key_id, d.public_key, c.otp_digest, 'binding'
 FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
 WHERE c.id = any($1::varchar[]) AND c.status = 'pending' AND c.otp_digest IS NOT NULL
 UNION ALL
-SELECT c.id, k.id, k.public_key, c.message_digest
+SELECT c.id, k.id, k.public_key, c.message_digest, 'device'
 FROM device_challenges AS c JOIN device_keys AS k ON k.id = c.key_id
 WHERE c.id = any($2::varchar[]) AND c.status = 'pending' AND c.message_digest IS NOT NULL
 """
@@ -66,22 +66,26 @@ FROM unnest($8::varchar[], $9::varchar[], $10::varchar[]) AS q(challenge_id, sig
      JOIN refusals AS r ON r.challenge_id = q.challenge_id AND r.signature = q.signature
                        AND r.client_id = q.client_id
 """
-# Every write of a batch in one statement: data-modifying CTEs over unnested arrays.
+# Every write of a batch in one statement: data-modifying CTEs over unnested arrays. A
+# challenge's digest is kept as stored (sealed, for a binding challenge) or dropped, never
+# written: the decision sees it opened, and that must not reach the disk.
 WRITE = """
 WITH changed AS (
     UPDATE challenges AS c
-    SET status = u.status, failed_attempts = u.failed_attempts, otp_digest = u.digest,
+    SET status = u.status, failed_attempts = u.failed_attempts,
+        otp_digest = CASE WHEN u.keeps_digest THEN c.otp_digest END,
         decided_at = coalesce(u.decided_at, c.decided_at)
-    FROM unnest($1::varchar[], $2::varchar[], $3::int[], $4::bytea[], $5::timestamptz[])
-        AS u(id, status, failed_attempts, digest, decided_at)
+    FROM unnest($1::varchar[], $2::varchar[], $3::int[], $4::bool[], $5::timestamptz[])
+        AS u(id, status, failed_attempts, keeps_digest, decided_at)
     WHERE c.id = u.id
     RETURNING 1
 ), device_changed AS (
     UPDATE device_challenges AS c
-    SET status = u.status, failed_attempts = u.failed_attempts, message_digest = u.digest,
+    SET status = u.status, failed_attempts = u.failed_attempts,
+        message_digest = CASE WHEN u.keeps_digest THEN c.message_digest END,
         decided_at = coalesce(u.decided_at, c.decided_at)
-    FROM unnest($6::varchar[], $7::varchar[], $8::int[], $9::bytea[], $10::timestamptz[])
-        AS u(id, status, failed_attempts, digest, decided_at)
+    FROM unnest($6::varchar[], $7::varchar[], $8::int[], $9::bool[], $10::timestamptz[])
+        AS u(id, status, failed_attempts, keeps_digest, decided_at)
     WHERE c.id = u.id
     RETURNING 1
 ), bound AS (

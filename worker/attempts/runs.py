@@ -21,6 +21,7 @@ from schemas.replies import Reply
 from telemetry import limits
 from telemetry.limits import LIMITED
 from worker.answers import Clock
+from worker.attempts.openings import RunDigests
 from worker.attempts.reads import BatchReads
 from worker.attempts.store import AttemptStore
 from worker.attempts.verification import (
@@ -33,6 +34,7 @@ from worker.attempts.verification import (
 from worker.decisions.attempts import AttemptDecisions, AttemptState, decide_attempts
 from worker.decisions.persons import DEFAULT_PERSON_LOCK
 from worker.metrics import VERIFICATION_OUTCOMES
+from worker.otp_keyring import OtpKeyring
 from worker.outbox import Acknowledgement
 
 # An attempt and the reply partition its sender named (None: the reply goes by its key).
@@ -54,12 +56,14 @@ class AttemptRuns:
         outbox: Announcer,
         *,
         verifier: BatchVerifier,
+        keyring: OtpKeyring,
         clock: Clock,
         person_lock: timedelta = DEFAULT_PERSON_LOCK,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._verifier = verifier
+        self._keyring = keyring
         self._clock = clock
         self._person_lock = person_lock
         self._last: asyncio.Future[AttemptDecisions] | None = None
@@ -71,9 +75,11 @@ class AttemptRuns:
         commands = [command for command, _ in run]
         reads = BatchReads.of(commands)
         now = self._clock()
+        # Binding challenges' digests are stored sealed: opened for this run only, once.
+        digests = RunDigests(self._keyring)
         # A small run is verified under the lock, on the loop: no early read, no hand-over.
         early = (
-            asyncio.ensure_future(self._verify_early(reads, commands))
+            asyncio.ensure_future(self._verify_early(reads, commands, digests))
             if len(commands) >= POOL_FROM
             else None
         )
@@ -82,6 +88,7 @@ class AttemptRuns:
             early.add_done_callback(_retrieve)
 
         async def decide(state: AttemptState) -> AttemptDecisions:
+            state = digests.state(state)
             verdicts: Verdicts = {}
             if early is not None:
                 with contextlib.suppress(Exception):  # failed: verified now, under the lock
@@ -106,9 +113,9 @@ class AttemptRuns:
         return self._last
 
     async def _verify_early(
-        self, reads: BatchReads, commands: Sequence[AttemptCommand]
+        self, reads: BatchReads, commands: Sequence[AttemptCommand], digests: RunDigests
     ) -> Verdicts:
-        keys = await self._store.pending_keys(reads)
+        keys = digests.keys(await self._store.pending_keys(reads))
         return await self._verifier.verify(candidates(keys, commands))
 
     async def announce(

@@ -96,7 +96,7 @@ class SqliteAttemptStore:
         rows = self._reader.execute(
             sql.READ_PENDING_KEYS, (json.dumps(reads.binding), json.dumps(reads.device))
         )
-        return {row[0]: PendingKey(row[1], row[2], row[3]) for row in rows}
+        return {row[0]: PendingKey(row[1], row[2], row[3], ChallengeKind(row[4])) for row in rows}
 
     async def close(self) -> None:
         self._committer.shutdown(wait=True)
@@ -239,7 +239,7 @@ def write_decisions(connection: sqlite3.Connection, decisions: AttemptDecisions)
             (
                 change.status.value,
                 change.failed_attempts,
-                change.digest,
+                change.digest is not None,  # kept, as stored, or dropped
                 stored(change.decided_at) if change.decided_at else None,
                 change.id,
             )

@@ -26,12 +26,12 @@ FROM device_challenges AS c JOIN devices AS d ON d.id = c.device_id
 WHERE c.id IN (SELECT value FROM json_each(?))
 """
 READ_PENDING_KEYS = """
-SELECT c.id, d.key_id, d.public_key, c.otp_digest
+SELECT c.id, d.key_id, d.public_key, c.otp_digest, 'binding'
 FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
 WHERE c.id IN (SELECT value FROM json_each(?1)) AND c.status = 'pending'
   AND c.otp_digest IS NOT NULL
 UNION ALL
-SELECT c.id, k.id, k.public_key, c.message_digest
+SELECT c.id, k.id, k.public_key, c.message_digest, 'device'
 FROM device_challenges AS c JOIN device_keys AS k ON k.id = c.key_id
 WHERE c.id IN (SELECT value FROM json_each(?2)) AND c.status = 'pending'
   AND c.message_digest IS NOT NULL
@@ -74,13 +74,17 @@ ON CONFLICT (client_id, person_id) DO UPDATE SET
     locked_by = excluded.locked_by,
     lock_event_json = excluded.lock_event_json
 """
+# The digest is kept as stored (sealed, for a binding challenge) or dropped, never written:
+# the decision sees it opened, and that must not reach the disk.
 WRITE_CHALLENGE = """
-UPDATE challenges SET status = ?, failed_attempts = ?, otp_digest = ?,
+UPDATE challenges SET status = ?, failed_attempts = ?,
+                      otp_digest = CASE WHEN ? THEN otp_digest END,
                       decided_at = coalesce(?, decided_at)
 WHERE id = ?
 """
 WRITE_DEVICE_CHALLENGE = """
-UPDATE device_challenges SET status = ?, failed_attempts = ?, message_digest = ?,
+UPDATE device_challenges SET status = ?, failed_attempts = ?,
+                             message_digest = CASE WHEN ? THEN message_digest END,
                              decided_at = coalesce(?, decided_at)
 WHERE id = ?
 """

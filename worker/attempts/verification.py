@@ -26,7 +26,7 @@ from schemas.devices import DeviceStatus
 from worker.decisions.attempts import AttemptState, SignatureCheck
 from worker.keys import PublicKeys
 from worker.signatures import signature_check
-from worker.state import DeviceState
+from worker.state import ChallengeKind, DeviceState
 
 # What one verification needs: the key's id and hex (decoded once per key id), the digest
 # signed, and the signature's hex.
@@ -69,14 +69,18 @@ class PendingKey:
 
     key_id: str
     public_key: str
-    digest: bytes
+    digest: bytes  # a binding challenge's as stored (sealed) until opened
+    kind: ChallengeKind = ChallengeKind.BINDING
 
 
 def pending_keys(state: AttemptState) -> dict[str, PendingKey]:
     """The pending challenges of ``state`` that hold a digest, by challenge id."""
     return {
         challenge_id: PendingKey(
-            challenge.device.key_id, challenge.device.public_key, challenge.digest
+            challenge.device.key_id,
+            challenge.device.public_key,
+            challenge.digest,
+            challenge.kind,
         )
         for challenge_id, challenge in state.challenges.items()
         if challenge.status is ChallengeStatus.PENDING and challenge.digest is not None

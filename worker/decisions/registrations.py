@@ -20,7 +20,8 @@ def registration_rows(
     command: RegisterDevice, *, now: datetime, ttl: timedelta, digest: bytes, claim: str
 ) -> tuple[DeviceRow, ChallengeRow]:
     """The pending device and challenge ``command`` stores: the challenge holds ``digest``
-    (SHA-256 of the OTP) and the delivery lease ``claim`` of the worker that drew it."""
+    (SHA-256 of the OTP, sealed by the caller) and the delivery lease ``claim`` of the
+    worker that drew it."""
     body = command.registration
     device = DeviceRow(
         id=str(command.device_id),
