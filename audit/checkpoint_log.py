@@ -6,13 +6,17 @@ that is not a checkpoint is kept as such, for the verifier to report: only a wri
 topic could have put it there.
 """
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from messaging import kafka_options
 from schemas.checkpoints import AuditCheckpoint
+
+READ_TIMEOUT_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class CheckpointTopicMissing(RuntimeError):
 async def read_checkpoints(
     bootstrap_servers: str, topic: str, chain: str
 ) -> list[PublishedCheckpoint]:
+    partitions = await _partitions(bootstrap_servers, topic)
     consumer = AIOKafkaConsumer(
         **kafka_options(bootstrap_servers),
         client_id="device-binding-audit-verify",
@@ -45,28 +50,36 @@ async def read_checkpoints(
     )
     await consumer.start()
     try:
-        if topic not in await consumer.topics():
-            raise CheckpointTopicMissing(f"the checkpoints topic {topic} does not exist")
-        partitions = [
-            TopicPartition(topic, number)
-            for number in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         found: list[PublishedCheckpoint] = []
         key = chain.encode()
-        while await _behind(consumer, ends):
-            batches = await consumer.getmany(*partitions, timeout_ms=1000)
-            for records in batches.values():
-                for record in records:
-                    if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
-                        continue  # published after the read began
-                    if record.key == key:
-                        found.append(_parsed(record.partition, record.offset, record.value))
+        # A broker that stops answering must not hang the verification for ever.
+        async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+            while await _behind(consumer, ends):
+                batches = await consumer.getmany(*partitions, timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
+                            continue  # published after the read began
+                        if record.key == key:
+                            found.append(_parsed(record.partition, record.offset, record.value))
         return sorted(found, key=lambda published: (published.partition, published.offset))
     finally:
         await consumer.stop()
+
+
+async def _partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap_servers))
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            raise CheckpointTopicMissing(f"the checkpoints topic {topic} does not exist")
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, p["partition"]) for p in description["partitions"])
 
 
 async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
