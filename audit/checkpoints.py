@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
@@ -56,6 +57,14 @@ async def read_head(engine: AsyncEngine) -> Head:
     return Head(row.seq, row.record_hash)
 
 
+class Publisher(Protocol):
+    """What the checkpointer needs of aiokafka's producer."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> Any: ...
+
+
 class Checkpointer:
     """Decides when a checkpoint is due and publishes it; driven by the consumer's loop."""
 
@@ -66,12 +75,13 @@ class Checkpointer:
         signer: CheckpointSigner,
         *,
         clock: Callable[[], float] = time.monotonic,
+        producer: Publisher | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._signer = signer
         self._clock = clock
-        self._producer = AIOKafkaProducer(
+        self._producer: Publisher = producer or AIOKafkaProducer(
             **kafka_options(settings.kafka_bootstrap_servers),
             client_id="device-binding-audit-checkpoints",
             acks="all",
