@@ -44,7 +44,13 @@ def checkpoint_statement(
 
 
 class AuditCheckpoint(WireModel):
-    """The signed head of one audit chain."""
+    """The signed head of one audit chain: record ``seq`` has hash ``record_hash``.
+
+    ``signature`` is the hex Ed25519 signature of the statement, the UTF-8 lines
+    ``mfa.device-binding.audit-checkpoint.v1``, ``chain``, ``seq``, ``record_hash``,
+    ``signed_at`` in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` and ``key_id``, joined by ``\n``
+    with none after the last.
+    """
 
     chain: ChainName = Field(description="The chain's name; also the Kafka key.")
     seq: int = Field(ge=1, description="The position of the record signed: records 1..seq.")
