@@ -5,7 +5,9 @@ on the checkpoints topic and exits 1 naming the first that no longer matches (an
 forged one); ``python -m audit keygen PATH`` creates a checkpoint signing key (mode 0600)
 and its public key ``PATH.pub``;
 ``python -m audit migrate`` upgrades the audit database to the head revision (``--revision``
-for another, ``--downgrade REV`` to go back), printing the revision before and after."""
+for another, ``--downgrade REV`` to go back), printing the revision before and after, then,
+with ``AUDIT_RUNTIME_ROLE`` set (PostgreSQL), grants that role exactly the consumer's rights
+(audit/roles.py)."""
 
 import argparse
 import asyncio
@@ -17,6 +19,7 @@ from audit.anchoring import verify_against_checkpoints
 from audit.checkpoint_log import CheckpointTopicMissing, read_checkpoints
 from audit.consumer import AuditConsumer
 from audit.database import AUDIT_MIGRATIONS
+from audit.roles import RoleSetupError, grant_runtime_role
 from audit.settings import AuditSettings
 from audit.signing import CheckpointVerifier, KeyFileError, ensure_key_file
 from audit.verification import verify_chain
@@ -76,6 +79,16 @@ def _verifier(settings: AuditSettings) -> CheckpointVerifier:
     return CheckpointVerifier.from_file(key_file)
 
 
+def _grant(database_url: str, role: str) -> int:
+    try:
+        statements = asyncio.run(grant_runtime_role(database_url, role))
+    except RoleSetupError as error:
+        print(f"audit migrate: {error}", file=sys.stderr, flush=True)
+        return 1
+    print(f"runtime role {role}: {len(statements)} statements of audit/roles.py", flush=True)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m audit", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="{run,verify,migrate,keygen}")
@@ -109,7 +122,7 @@ def main() -> int:
         print(ensure_key_file(arguments.path), flush=True)
         return 0
     if arguments.command == "migrate":
-        return asyncio.run(
+        code = asyncio.run(
             migrate_command(
                 settings.audit_database_url,
                 AUDIT_MIGRATIONS,
@@ -117,6 +130,9 @@ def main() -> int:
                 downgrade_to=arguments.downgrade,
             )
         )
+        if code == 0 and settings.audit_runtime_role and arguments.downgrade is None:
+            return _grant(settings.audit_database_url, settings.audit_runtime_role)
+        return code
     try:
         return asyncio.run(_run(settings))
     except SchemaNotCurrent as error:

@@ -16,6 +16,10 @@ class AuditSettings(BaseSettings):
     # Its own database, not the service's: the audit trail is kept by another team, and a
     # compromised service must not be able to rewrite it.
     audit_database_url: str = "sqlite+aiosqlite:///var/audit.db"
+    # PostgreSQL: the role the consumer connects as, when it is not the one migrating. Read by
+    # `python -m audit migrate` only, which grants it exactly the rights appending needs
+    # (audit/roles.py). Unset: no grants (SQLite, or one role for both, in development).
+    audit_runtime_role: str | None = None
     # Upgrade the database to the head revision at start-up instead of refusing one that is
     # behind. For development and tests: production runs `python -m audit migrate` first.
     audit_auto_migrate: bool = False
