@@ -137,7 +137,8 @@ async def test_the_runtime_role_cannot_rewrite_the_trail(
     with pytest.raises(DBAPIError) as raised:
         await as_runtime(audit_database, statement)
 
-    assert isinstance(raised.value.orig.__cause__, InsufficientPrivilegeError), raised.value
+    # asyncpg's own error, under the DBAPI adapter's: a refusal, not a missing object.
+    assert isinstance(getattr(raised.value.orig, "__cause__", None), InsufficientPrivilegeError)
     assert refusal in str(raised.value)
 
 
