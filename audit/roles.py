@@ -40,7 +40,7 @@ class RoleSetupError(ValueError):
     """The runtime role cannot be granted its rights as asked."""
 
 
-def runtime_grants(role: str, schema: str) -> list[str]:
+def runtime_grants(role: str, schema: str, database: str) -> list[str]:
     """The statements that leave ``role`` with exactly the runtime rights, in order."""
     if not _ROLE_NAME.match(role):
         # Interpolated into SQL (a role is an identifier, not a bind parameter): only plain
@@ -51,10 +51,18 @@ def runtime_grants(role: str, schema: str) -> list[str]:
     # nothing, so a right granted by hand earlier does not linger.
     revokes = [f"REVOKE ALL ON {', '.join(TABLES)} FROM {quoted}"]
     revokes += [f"REVOKE ALL ON SEQUENCE {name} FROM {quoted}" for name in SEQUENCES]
-    # USAGE on the schema lets the role see the tables: PUBLIC has it on `public` by
-    # default, not on a schema of the audit's own.
-    schema_usage = 'GRANT USAGE ON SCHEMA "{}" TO {}'.format(schema.replace('"', '""'), quoted)
-    return [*revokes, schema_usage, *(grant.format(role=quoted) for grant in GRANTS)]
+    # CONNECT, for a database whose owner revoked it from PUBLIC (as it should); USAGE on
+    # the schema lets the role see the tables (PUBLIC has it on `public` by default, not on
+    # a schema of the audit's own).
+    reach = [
+        f"GRANT CONNECT ON DATABASE {_identifier(database)} TO {quoted}",
+        f"GRANT USAGE ON SCHEMA {_identifier(schema)} TO {quoted}",
+    ]
+    return [*revokes, *reach, *(grant.format(role=quoted) for grant in GRANTS)]
+
+
+def _identifier(name: str) -> str:
+    return '"{}"'.format(name.replace('"', '""'))
 
 
 async def grant_runtime_role(database_url: str, role: str) -> list[str]:
@@ -72,8 +80,10 @@ async def _grant(engine: AsyncEngine, role: str) -> list[str]:
     if engine.dialect.name != "postgresql":
         raise RoleSetupError("AUDIT_RUNTIME_ROLE is for PostgreSQL: SQLite has no roles")
     async with engine.begin() as connection:
-        schema = str(await connection.scalar(text("SELECT current_schema()")))
-        statements = runtime_grants(role, schema)
+        names = (
+            await connection.execute(text("SELECT current_schema(), current_database()"))
+        ).one()
+        statements = runtime_grants(role, str(names[0]), str(names[1]))
         for statement in statements:
             await connection.execute(text(statement))
     return statements

@@ -54,7 +54,8 @@ async def audit_database(postgres_url: str) -> AsyncIterator[AuditDatabase]:
     await execute_admin(postgres_url, f'CREATE ROLE "{owner}" LOGIN')
     await execute_admin(postgres_url, f'CREATE ROLE "{runtime}" LOGIN')
     await execute_admin(postgres_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
-    # As production sets it up: only the owner may create in the database's public schema.
+    # As production sets it up: no one but the owner connects or creates unless granted.
+    await execute_admin(postgres_url, f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
     await execute_admin(
         as_role(postgres_url, owner, name), "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
     )
