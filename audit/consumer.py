@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 
 from audit.checkpoints import Checkpointer
 from audit.database import prepare_audit_database
+from audit.roles import connected_as_owner
 from audit.settings import AuditSettings
 from audit.signing import CheckpointSigner
 from audit.topics import provision_checkpoints_topic
@@ -57,6 +58,11 @@ class AuditConsumer:
 
     async def start(self) -> None:
         await prepare_audit_database(self.engine, migrate=self.settings.audit_auto_migrate)
+        if await connected_as_owner(self.engine):
+            logger.warning(
+                "the audit consumer connects as the owner of the audit tables: it could drop "
+                "their triggers; connect as the runtime role (AUDIT_RUNTIME_ROLE of migrate)"
+            )
         if self.checkpointer is not None:
             if self.settings.provision_topics:
                 await provision_checkpoints_topic(self.settings)

@@ -87,3 +87,15 @@ async def _grant(engine: AsyncEngine, role: str) -> list[str]:
         for statement in statements:
             await connection.execute(text(statement))
     return statements
+
+
+async def connected_as_owner(engine: AsyncEngine) -> bool:
+    """Whether ``engine`` connects as the role owning ``audit_records`` (PostgreSQL): such a
+    consumer could drop the triggers and rewrite the trail itself."""
+    if engine.dialect.name != "postgresql":
+        return False
+    async with engine.connect() as connection:
+        owner = await connection.scalar(
+            text("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_records'")
+        )
+        return bool(owner == await connection.scalar(text("SELECT current_user")))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,6 +27,8 @@ from audit.signing import (
 from schemas.checkpoints import AuditCheckpoint, checkpoint_statement
 
 pytestmark = pytest.mark.audit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 AT = datetime(2026, 12, 6, 18, 0, 1, 250000, tzinfo=UTC)
 HASH = "ab" * 32
@@ -168,3 +173,20 @@ def test_key_file_errors_name_the_file_and_not_its_content(tmp_path: Path) -> No
     empty.write_text("")
     with pytest.raises(KeyFileError, match="no Ed25519 key"):
         CheckpointVerifier.from_file(empty)
+
+
+def test_verify_checkpoints_without_a_key_says_which_variable_to_set(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AUDIT_")}
+    env["AUDIT_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", "--checkpoints"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert b"set AUDIT_VERIFY_KEY_FILE (the public key)" in done.stderr

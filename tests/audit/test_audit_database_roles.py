@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from audit.roles import connected_as_owner
 from audit.settings import AuditSettings
 from audit.signing import ensure_key_file
 from audit.trail import AuditTrail
@@ -172,3 +173,12 @@ async def test_the_consumer_runs_as_the_runtime_role_and_checkpoints(
         await engine.dispose()
     checkpoints = await read_topic(kafka_bootstrap, settings.audit_checkpoints_topic)
     assert checkpoints, "the runtime role read and moved the head, and it was signed"
+
+
+async def test_the_owner_is_told_apart_from_the_runtime_role(audit_database: AuditDatabase) -> None:
+    for url, owner in ((audit_database.migration_url, True), (audit_database.runtime_url, False)):
+        engine = create_engine(url)
+        try:
+            assert await connected_as_owner(engine) is owner
+        finally:
+            await engine.dispose()
