@@ -90,7 +90,9 @@ class Checkpointer:
         self._started = False
         self._appended_since = 0
         self._last_at = clock()
-        # None until the first checkpoint of this process: a restart anchors the head once.
+        # None until the first checkpoint of this process: after a restart the head is
+        # anchored once, after the interval, even with nothing new (the last process may
+        # have died before anchoring it).
         self._anchored_seq: int | None = None
         self._failures = 0
         self._retry_at = 0.0
@@ -121,7 +123,7 @@ class Checkpointer:
     async def stop(self) -> None:
         if self._publishing is not None:
             await self._publishing
-        if self._started and (self._appended_since or self._anchored_seq is None):
+        if self._started and self._appended_since:
             # Anchor what this process appended; a broker that is gone costs a bounded wait.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._checkpoint(), FINAL_CHECKPOINT_TIMEOUT_SECONDS)

@@ -170,3 +170,18 @@ async def test_a_stop_anchors_what_was_appended_since_the_last_checkpoint(
     await harness.checkpointer.stop()
 
     assert harness.positions == [100, 107]
+
+
+async def test_a_restarted_process_anchors_the_existing_head_once(
+    harness: Harness, audit_engine: AsyncEngine
+) -> None:
+    # A previous process stored 30 records and died before checkpointing them.
+    await AuditTrail(audit_engine).append(
+        [Delivery("events", 0, offset, attempt_event_json(offset)) for offset in range(30)]
+    )
+
+    await harness.tick(60)
+    await harness.tick(600)
+    await harness.checkpointer.stop()
+
+    assert harness.positions == [30]
