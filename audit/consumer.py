@@ -18,8 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
+from audit.checkpoints import Checkpointer
 from audit.database import prepare_audit_database
+from audit.roles import connected_as_owner
 from audit.settings import AuditSettings
+from audit.signing import CheckpointSigner
+from audit.topics import provision_checkpoints_topic
 from audit.trail import AuditTrail, Delivery
 from messaging import kafka_options
 from storage.engine import create_engine
@@ -44,9 +48,30 @@ class AuditConsumer:
             session_timeout_ms=settings.audit_session_timeout_ms,
         )
         self._stopping = asyncio.Event()
+        key_file = settings.audit_signing_key_file
+        # The key is read before anything starts: a bad key file stops the process at once.
+        self.checkpointer = (
+            Checkpointer(settings, self.engine, CheckpointSigner.from_file(key_file))
+            if key_file is not None
+            else None
+        )
 
     async def start(self) -> None:
         await prepare_audit_database(self.engine, migrate=self.settings.audit_auto_migrate)
+        if await connected_as_owner(self.engine):
+            logger.warning(
+                "the audit consumer connects as the owner of the audit tables: it could drop "
+                "their triggers; connect as the runtime role (AUDIT_RUNTIME_ROLE of migrate)"
+            )
+        if self.checkpointer is not None:
+            if self.settings.provision_topics:
+                await provision_checkpoints_topic(self.settings)
+            await self.checkpointer.start()
+        else:
+            logger.warning(
+                "AUDIT_SIGNING_KEY_FILE is not set: no checkpoints, the chain is anchored "
+                "nowhere but in its own database"
+            )
         await self._consumer.start()
         logger.info(
             "audit consuming %s as group %s",
@@ -62,12 +87,16 @@ class AuditConsumer:
             )
             if batches:
                 await self._store(batches)
+            if self.checkpointer is not None:
+                self.checkpointer.poll()
 
     def request_stop(self) -> None:
         self._stopping.set()
 
     async def stop(self) -> None:
         await self._consumer.stop()
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
         await self.engine.dispose()
 
     async def _store(self, batches: Batches) -> None:
@@ -89,6 +118,9 @@ class AuditConsumer:
             result.duplicates,
             result.anomalies,
         )
+        if self.checkpointer is not None:
+            # Committed: a checkpoint may now cover these records.
+            self.checkpointer.appended(result.appended)
         offsets = {partition: records[-1].offset + 1 for partition, records in batches.items()}
         try:
             await self._consumer.commit(offsets)

@@ -42,7 +42,7 @@ class ChainReport:
         return f"chain broken at {where}: {self.broken.problem}"
 
 
-def _problem(record: Row[Any], expected_seq: int, previous_hash: str) -> str | None:
+def link_problem(record: Row[Any], expected_seq: int, previous_hash: str) -> str | None:
     if record.seq != expected_seq:
         missing = (
             f"{expected_seq}"
@@ -75,7 +75,7 @@ async def verify_chain(engine: AsyncEngine) -> ChainReport:
             .execution_options(yield_per=1000)
         )
         async for record in records:
-            problem = _problem(record, seq + 1, previous)
+            problem = link_problem(record, seq + 1, previous)
             if problem is not None:
                 return ChainReport(seq, BrokenLink(record.seq, record.event_id, problem))
             seq, previous = record.seq, record.record_hash

@@ -6,7 +6,10 @@ result events to a fresh topic, and times, in the same run:
 - baseline: a plain consumer reading them all, storing nothing;
 - the audit consumer appending them to a fresh SQLite trail (canonical JSON, hashes, one
   transaction and one offset commit per batch, FULL synchronous writes);
-- ``verify``: recomputing the whole chain.
+- the same into another fresh trail with checkpoints (SPEC §9) at their default rate, one
+  signed head every 1,000 records published with acks=all;
+- ``verify``: recomputing the whole chain; ``verify --checkpoints``: the same walk, after
+  reading and checking every checkpoint of the second trail.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from audit.anchoring import AnchorReport, verify_against_checkpoints
+from audit.checkpoint_log import read_checkpoints
 from audit.consumer import AuditConsumer
 from audit.database import prepare_audit_database
 from audit.settings import AuditSettings
+from audit.signing import CheckpointVerifier, ensure_key_file
 from audit.verification import verify_chain
 from harness.kafka import local_kafka
 from messaging import kafka_options
@@ -98,12 +105,21 @@ async def _read_all(bootstrap: str, topic: str, events: int) -> float:
         await consumer.stop()
 
 
-async def _audit_all(bootstrap: str, topic: str, events: int, database: str) -> float:
+async def _audit_all(
+    bootstrap: str,
+    topic: str,
+    events: int,
+    database: str,
+    key_file: Path | None = None,
+    checkpoints_topic: str = "bench.audit-checkpoints.unused",
+) -> float:
     settings = AuditSettings(
         kafka_bootstrap_servers=bootstrap,
         audit_database_url=database,
         events_topic=topic,
         audit_consumer_group=f"bench-{uuid.uuid4().hex[:8]}",
+        audit_signing_key_file=key_file,
+        audit_checkpoints_topic=checkpoints_topic,
     )
     consumer = AuditConsumer(settings)
     await consumer.start()
@@ -123,21 +139,46 @@ async def _run(bootstrap: str, events: int, folder: Path) -> list[tuple[str, flo
     topic = f"bench.audit.{uuid.uuid4().hex[:8]}"
     await _publish(bootstrap, topic, events)
     database = f"sqlite+aiosqlite:///{folder / 'audit.db'}"
-    engine = create_engine(database)
-    await prepare_audit_database(engine, migrate=True)
+    anchored = f"sqlite+aiosqlite:///{folder / 'audit-anchored.db'}"
+    engine, anchored_engine = create_engine(database), create_engine(anchored)
+    for each in (engine, anchored_engine):
+        await prepare_audit_database(each, migrate=True)
+    key_file = folder / "checkpoint-signing-key.pem"
+    ensure_key_file(key_file)
     read = await _read_all(bootstrap, topic, events)
     audited = await _audit_all(bootstrap, topic, events, database)
+    checkpoints_topic = f"bench.audit-checkpoints.{uuid.uuid4().hex[:8]}"
+    checkpointed = await _audit_all(bootstrap, topic, events, anchored, key_file, checkpoints_topic)
     started = time.perf_counter()
     report = await verify_chain(engine)
     verified = time.perf_counter() - started
     if not report.intact or report.records != events:
         raise RuntimeError(f"the benchmark's trail is wrong: {report.describe()}")
+    anchors, verified_anchors = await _verify_checkpoints(
+        bootstrap, checkpoints_topic, anchored_engine, key_file
+    )
+    if not anchors.intact or anchors.anchored != events:
+        raise RuntimeError(f"the benchmark's checkpoints are wrong: {anchors.lines()}")
     await engine.dispose()
+    await anchored_engine.dispose()
     return [
         ("baseline: read every event, store nothing", read),
         ("audit consumer: append to the hash chain (SQLite)", audited),
+        (f"  the same, checkpointed ({anchors.checkpoints} checkpoints)", checkpointed),
         ("audit verify: recompute the whole chain", verified),
+        ("audit verify --checkpoints: read, check, walk", verified_anchors),
     ]
+
+
+async def _verify_checkpoints(
+    bootstrap: str, topic: str, engine: AsyncEngine, key_file: Path
+) -> tuple[AnchorReport, float]:
+    chain = AuditSettings().audit_chain_name  # as the consumer read it
+    started = time.perf_counter()
+    published = await read_checkpoints(bootstrap, topic, chain)
+    verifier = CheckpointVerifier.from_file(key_file)
+    report = await verify_against_checkpoints(engine, published, verifier, chain_name=chain)
+    return report, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,15 @@ SUSPICIOUS_ACTIVITY_CHANNEL = Channel(
     "the types they do not know. No signal carries the OTP or a signature.",
     public=True,
 )
+AUDIT_CHECKPOINTS_CHANNEL = Channel(
+    "audit_checkpoints",
+    topics.AUDIT_CHECKPOINTS,
+    "Public contract, for auditors. The audit consumer's chain head, signed with Ed25519 "
+    "(SPEC section 9), keyed by the chain's name, kept for ever: a checkpoint vouches for "
+    "records 1..seq of the chain. `python -m audit verify --checkpoints` checks a stored "
+    "chain against every one with the public key only.",
+    public=True,
+)
 CHANNELS = (
     COMMANDS_CHANNEL,
     EVENTS_CHANNEL,
@@ -70,4 +79,5 @@ CHANNELS = (
     COMMANDS_DLQ_CHANNEL,
     REPLIES_CHANNEL,
     SUSPICIOUS_ACTIVITY_CHANNEL,
+    AUDIT_CHECKPOINTS_CHANNEL,
 )

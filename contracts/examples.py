@@ -16,6 +16,7 @@ from contracts.example_attempts import (
     rejection,
     verified,
 )
+from contracts.example_checkpoints import audit_checkpoint
 from contracts.example_values import (
     CHALLENGE_ID,
     CLIENT_ID,
@@ -84,6 +85,7 @@ def example_events() -> Iterator[tuple[str, BaseModel]]:
         yield f"device_signature_rejected.{reason.value}", device_rejection(reason)
     yield "person_locked", _person_locked()
     yield "person_lock_alert", _person_lock_alert()
+    yield "audit_checkpoint", audit_checkpoint()
 
 
 def _challenge_created() -> ChallengeCreatedEvent:

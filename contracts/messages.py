@@ -1,10 +1,8 @@
 """The catalogue the AsyncAPI document is made from: every message on each channel
 (:mod:`contracts.channels`) with its payload model, key and headers. Data, so that a test can
 hand :func:`contracts.asyncapi.asyncapi_document` a changed model and see the document a
-consumer would get."""
-
-from dataclasses import dataclass
-from typing import Any
+consumer would get. The types of a message's description are :mod:`contracts.message_specs`,
+re-exported here; the audit checkpoint is :mod:`contracts.checkpoint_messages`."""
 
 from pydantic import BaseModel
 
@@ -17,6 +15,12 @@ from contracts.channels import (
     SUSPICIOUS_ACTIVITY_CHANNEL,
     Channel,
 )
+from contracts.checkpoint_messages import AUDIT_CHECKPOINT_MESSAGE
+from contracts.message_specs import JSON as JSON
+from contracts.message_specs import OCTET_STREAM as OCTET_STREAM
+from contracts.message_specs import Header as Header
+from contracts.message_specs import MessageKey as MessageKey
+from contracts.message_specs import MessageSpec as MessageSpec
 from schemas import topics
 from schemas.commands import (
     AddDeviceKey,
@@ -50,57 +54,6 @@ from schemas.signals import PersonLockAlertEvent, SuspiciousActivityEvent
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
-JSON = "application/json"
-OCTET_STREAM = "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class MessageKey:
-    """The Kafka key: UTF-8 text, the value at ``payload_pointer`` in the payload."""
-
-    # A JSON pointer into the payload; None when the key is not taken from it (the DLQ).
-    payload_pointer: str | None
-    description: str
-    is_uuid: bool = True
-
-    def schema(self) -> dict[str, Any]:
-        source = (
-            f" The value at {self.payload_pointer} in the payload." if self.payload_pointer else ""
-        )
-        schema: dict[str, Any] = {"type": "string", "description": self.description + source}
-        if self.is_uuid:
-            schema["format"] = "uuid"
-        return schema
-
-
-@dataclass(frozen=True)
-class Header:
-    name: str
-    description: str
-    # The only value the header ever has, if it has just one.
-    const: str | None = None
-
-    def schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "string", "description": self.description}
-        if self.const is not None:
-            schema["const"] = self.const
-        return schema
-
-
-@dataclass(frozen=True)
-class MessageSpec:
-    """One kind of message on one channel: its payload model, key and headers."""
-
-    name: str
-    channel: Channel
-    summary: str
-    # None: the payload is opaque bytes (a dead letter may not even be JSON).
-    payload: type[BaseModel] | None
-    key: MessageKey
-    content_type: str = JSON
-    headers: tuple[Header, ...] = ()
-
-
 _BY_CHALLENGE = MessageKey("/challenge_id", "The challenge id.")
 _BY_DEVICE = MessageKey("/device_id", "The device id.")
 _EVENT_KEY = MessageKey(
@@ -342,4 +295,5 @@ DEFAULT_MESSAGES: tuple[MessageSpec, ...] = (
         _SIGNAL_KEY,
         SUSPICIOUS_ACTIVITY_CHANNEL,
     ),
+    AUDIT_CHECKPOINT_MESSAGE,
 )

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from contracts.channels import (
+    AUDIT_CHECKPOINTS_CHANNEL,
     COMMANDS_CHANNEL,
     COMMANDS_DLQ_CHANNEL,
     EVENTS_CHANNEL,
@@ -46,4 +47,13 @@ OPERATIONS = (
         "fraud", "send", SUSPICIOUS_ACTIVITY_CHANNEL, "The fraud consumer raises fraud signals."
     ),
     Operation("sms_gateway", "receive", OTP_DELIVERIES_CHANNEL, "The SMS gateway sends OTPs."),
+    Operation(
+        "audit", "send", AUDIT_CHECKPOINTS_CHANNEL, "The audit consumer signs its chain head."
+    ),
+    Operation(
+        "auditor",
+        "receive",
+        AUDIT_CHECKPOINTS_CHANNEL,
+        "An auditor checks a stored chain against every checkpoint (verify --checkpoints).",
+    ),
 )

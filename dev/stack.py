@@ -9,7 +9,9 @@ Starts, in order, and stops in reverse on Ctrl-C or SIGTERM:
    on the first run in var/otp-encryption-keys (only the workers are given it);
 3. the development OTP sink, which prints each OTP instead of sending an SMS;
 4. the reference audit consumer (trail in var/audit.db; ``python -m audit verify``) and the
-   fraud-signal consumer, unless ``CONSUMERS=0``;
+   fraud-signal consumer, unless ``CONSUMERS=0``. The audit consumer signs its checkpoints
+   with a key made for this run in var/audit/ (mode 0600; the broker's data is new each
+   run too), unless ``AUDIT_SIGNING_KEY_FILE`` names one;
 5. the API on 127.0.0.1:8000. Its token settings are the environment's when it has them:
    with ``AUTH_JWKS_FILE`` or ``AUTH_JWKS_URL`` the API trusts that key set, with
    ``AUTH_ISSUER`` and ``AUTH_AUDIENCE`` (both required then), and no development key is
@@ -33,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from audit.signing import ensure_key_file
 from harness import devkeys
 from harness.kafka import local_kafka
 from harness.stack import auth_environment, wait_for_topics, wait_until_ready
@@ -122,6 +125,17 @@ def process_environment(
     }
 
 
+def audit_checkpoint_key(environ: Mapping[str, str]) -> dict[str, str]:
+    """The audit consumer's signing key: the environment's, else a new one for this run
+    (the old one is replaced: its checkpoints were on the previous run's broker)."""
+    if environ.get("AUDIT_SIGNING_KEY_FILE", "").strip():
+        return {}
+    key = VAR / "audit" / "checkpoint-signing-key.pem"
+    key.unlink(missing_ok=True)
+    public = ensure_key_file(key)
+    return {"AUDIT_SIGNING_KEY_FILE": str(key), "AUDIT_VERIFY_KEY_FILE": str(public)}
+
+
 def uses_development_key(environ: Mapping[str, str]) -> bool:
     return not any(environ.get(name, "").strip() for name in KEY_SET_VARIABLES)
 
@@ -176,6 +190,7 @@ def main() -> int:
         subprocess.run([python, "-m", package, "migrate"], env=migrating, cwd=ROOT, check=True)
 
     consumers = os.environ.get("CONSUMERS", "1") != "0"
+    audit_key: dict[str, str] = {}
     try:
         migrate("worker", **otp_keys)  # 0005 seals digests of pending challenges
         if consumers:
@@ -190,7 +205,15 @@ def main() -> int:
         )
         spawn("-m", "dev.otp_sink")
         if consumers:
-            spawn("-m", "audit")
+            audit_key = audit_checkpoint_key(os.environ)
+            if "AUDIT_VERIFY_KEY_FILE" in audit_key:
+                print(
+                    "audit checkpoints: AUDIT_VERIFY_KEY_FILE="
+                    f"{audit_key['AUDIT_VERIFY_KEY_FILE']} .venv/bin/python -m audit verify "
+                    "--checkpoints",
+                    flush=True,
+                )
+            spawn("-m", "audit", **audit_key)
             spawn("-m", "fraud")
         spawn("-m", "api")
         try:

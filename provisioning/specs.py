@@ -5,7 +5,8 @@ them on a cluster or brings existing ones to that configuration.
 
 The command (a deployment step: a Kubernetes Job, a one-shot compose service) reads
 ``KAFKA_BOOTSTRAP_SERVERS``, the topic names (``COMMANDS_TOPIC``, ``EVENTS_TOPIC``,
-``OTP_DELIVERIES_TOPIC``, ``DEAD_LETTER_TOPIC``, ``REPLIES_TOPIC``, ``SIGNALS_TOPIC``) and
+``OTP_DELIVERIES_TOPIC``, ``DEAD_LETTER_TOPIC``, ``REPLIES_TOPIC``, ``SIGNALS_TOPIC``,
+``AUDIT_CHECKPOINTS_TOPIC``) and
 ``TOPIC_PARTITIONS`` (12), ``TOPIC_REPLICATION_FACTOR`` (3), ``TOPIC_MIN_INSYNC_REPLICAS``
 (2), ``EVENTS_RETENTION_DAYS`` (30). It is idempotent: a missing topic is created with the
 specs below, an existing one is brought to them, and nothing is ever deleted or decreased
@@ -26,6 +27,11 @@ these is:
   and the fraud windows need every one, not the last.
 - OTP deliveries: compaction would keep each person's newest OTP for ever, the opposite of
   the short retention a secret needs.
+- audit checkpoints: all of one chain share its key, so compaction would keep only the
+  newest. That one vouches for the whole chain, but only as its signer saw it: a checkpoint
+  signed with a stolen key, or by a consumer running over an already rewritten database,
+  would erase the honest ones before it, and with them the evidence of when the chain was
+  changed. They are kept for ever (``retention.ms=-1``): a few hundred bytes each.
 - replies and the DLQ: every key (command id, or whatever a bad producer sent) is unique
   or meaningless, so compaction would remove nothing that retention does not.
 """
@@ -82,10 +88,20 @@ OTP_SEGMENT_MS = 10 * _MINUTE_MS
 # topic; the lasting record is the audit trail's own database, and the events carry personal
 # data (person and device ids), so the topic does not keep them for ever.
 DEFAULT_EVENTS_RETENTION_DAYS = 30
+# Audit checkpoints anchor the trail for as long as the trail is kept, which is longer than
+# anyone here can promise (years, by the bank's record-keeping rules): never deleted. At one
+# checkpoint a minute that is about 200 MB a year; under sustained load (one per thousand
+# events) it grows with the events, at a thousandth of their count.
+CHECKPOINTS_RETENTION_MS = -1
 
 
 def _configs(retention_ms: int, **extra: str) -> dict[str, str]:
     return {"cleanup.policy": "delete", "retention.ms": str(retention_ms), **extra}
+
+
+def checkpoint_configs() -> dict[str, str]:
+    """The audit checkpoints topic's configs (also used by the audit consumer's start-up)."""
+    return {**_configs(CHECKPOINTS_RETENTION_MS), "retention.bytes": "-1"}
 
 
 def _otp_configs() -> dict[str, str]:
@@ -112,6 +128,7 @@ class ProvisioningSettings(BaseSettings):
     dead_letter_topic: str = topics.COMMANDS_DLQ
     replies_topic: str = topics.REPLIES
     signals_topic: str = topics.SUSPICIOUS_ACTIVITY
+    audit_checkpoints_topic: str = topics.AUDIT_CHECKPOINTS
     # Partitions bound the parallelism of every consumer group: worker processes (one member
     # each) beyond this count idle. They can be added later (keys then map
     # to other partitions), never removed.
@@ -162,6 +179,7 @@ def product_topics(settings: ProvisioningSettings) -> list[TopicSpec]:
     configs = worker_configs(settings, events_retention_ms=events_retention_ms)
     # Alerts are published facts read by another team, like the events.
     configs[settings.signals_topic] = _configs(events_retention_ms)
+    configs[settings.audit_checkpoints_topic] = checkpoint_configs()
     in_sync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
     return [
         TopicSpec(

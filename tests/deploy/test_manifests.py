@@ -620,8 +620,41 @@ def test_every_pod_runs_unprivileged_as_the_image_user() -> None:
             assert "add" not in context["capabilities"], where
             for bound in ("requests", "limits"):
                 assert set(container["resources"][bound]) == {"cpu", "memory"}, where
-            # A read-only root: /tmp is the only writable place.
-            assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"], where  # noqa: S108
+            # A read-only root: /tmp is the only writable place; a Secret's files (the audit
+            # signing key) may be mounted read-only.
+            mounts = container["volumeMounts"]
+            writable = [mount["mountPath"] for mount in mounts if not mount.get("readOnly")]
+            assert writable == ["/tmp"], where  # noqa: S108
+            volumes = {volume["name"]: volume for volume in spec["volumes"]}
+            for mount in mounts:
+                if mount.get("readOnly"):
+                    assert "secret" in volumes[mount["name"]], where
+
+
+def test_the_audit_consumer_signs_with_a_key_only_it_reads_and_appends_as_its_own_role() -> None:
+    audit = find("Deployment", "device-binding-audit")
+    spec = pod_spec(audit)
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "signing-key"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "signing-key"]
+    key_file = next(v["value"] for v in container["env"] if v["name"] == "AUDIT_SIGNING_KEY_FILE")
+    secret = find("Secret", volume["secret"]["secretName"])
+    assert mount["readOnly"] is True
+    assert Path(key_file).parent == Path(mount["mountPath"])
+    assert Path(key_file).name in secret["stringData"]
+    # Readable by the pod's group (its fsGroup) at most, never by others.
+    assert volume["secret"]["defaultMode"] & 0o007 == 0
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+    # The migration runs as the schema's owner, from a Secret the consumer does not mount.
+    (migration,) = [
+        p for p in k8s_processes() if p.module == "audit" and p.arguments == ["migrate"]
+    ]
+    (consumer,) = [p for p in k8s_processes() if p.module == "audit" and not p.arguments]
+    owner = urlsplit(migration.environment["AUDIT_DATABASE_URL"]).username
+    runtime = urlsplit(consumer.environment["AUDIT_DATABASE_URL"]).username
+    assert owner != runtime
+    assert migration.environment["AUDIT_RUNTIME_ROLE"] == runtime
+    assert "AUDIT_RUNTIME_ROLE" not in consumer.environment
 
 
 def test_placeholder_secrets_are_obviously_placeholders() -> None:
