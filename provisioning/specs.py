@@ -5,7 +5,8 @@ them on a cluster or brings existing ones to that configuration.
 
 The command (a deployment step: a Kubernetes Job, a one-shot compose service) reads
 ``KAFKA_BOOTSTRAP_SERVERS``, the topic names (``COMMANDS_TOPIC``, ``EVENTS_TOPIC``,
-``OTP_DELIVERIES_TOPIC``, ``DEAD_LETTER_TOPIC``, ``REPLIES_TOPIC``, ``SIGNALS_TOPIC``) and
+``OTP_DELIVERIES_TOPIC``, ``DEAD_LETTER_TOPIC``, ``REPLIES_TOPIC``, ``SIGNALS_TOPIC``,
+``AUDIT_CHECKPOINTS_TOPIC``) and
 ``TOPIC_PARTITIONS`` (12), ``TOPIC_REPLICATION_FACTOR`` (3), ``TOPIC_MIN_INSYNC_REPLICAS``
 (2), ``EVENTS_RETENTION_DAYS`` (30). It is idempotent: a missing topic is created with the
 specs below, an existing one is brought to them, and nothing is ever deleted or decreased
@@ -82,6 +83,10 @@ OTP_SEGMENT_MS = 10 * _MINUTE_MS
 # topic; the lasting record is the audit trail's own database, and the events carry personal
 # data (person and device ids), so the topic does not keep them for ever.
 DEFAULT_EVENTS_RETENTION_DAYS = 30
+# Audit checkpoints anchor the audit trail outside its database: `verify --checkpoints` needs
+# every one for as long as the trail is kept, so the broker never deletes them (a few small
+# records an hour).
+CHECKPOINTS_RETENTION_MS = -1
 
 
 def _configs(retention_ms: int, **extra: str) -> dict[str, str]:
@@ -112,6 +117,7 @@ class ProvisioningSettings(BaseSettings):
     dead_letter_topic: str = topics.COMMANDS_DLQ
     replies_topic: str = topics.REPLIES
     signals_topic: str = topics.SUSPICIOUS_ACTIVITY
+    audit_checkpoints_topic: str = topics.AUDIT_CHECKPOINTS
     # Partitions bound the parallelism of every consumer group: worker processes (one member
     # each) beyond this count idle. They can be added later (keys then map
     # to other partitions), never removed.
@@ -162,6 +168,7 @@ def product_topics(settings: ProvisioningSettings) -> list[TopicSpec]:
     configs = worker_configs(settings, events_retention_ms=events_retention_ms)
     # Alerts are published facts read by another team, like the events.
     configs[settings.signals_topic] = _configs(events_retention_ms)
+    configs[settings.audit_checkpoints_topic] = _configs(CHECKPOINTS_RETENTION_MS)
     in_sync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
     return [
         TopicSpec(

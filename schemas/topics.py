@@ -22,3 +22,5 @@ DLQ_SOURCE_HEADER = "dlq-source"
 
 # Published by the fraud-signal consumer (fraud/), keyed by person id: schemas/signals.py.
 SUSPICIOUS_ACTIVITY = "mfa.device-binding.suspicious-activity.v1"
+
+AUDIT_CHECKPOINTS = "mfa.device-binding.audit-checkpoints.v1"

@@ -1,8 +1,18 @@
 """A real, single-node Apache Kafka 4.x (KRaft) for development and tests, without Docker.
 
     python -m harness.kafka.local_kafka fetch            # jars into the cache, nothing else
-    python -m harness.kafka.local_kafka run [--port N]    # start, print the bootstrap address,
+    python -m harness.kafka.local_kafka run [--port N] [--security sasl_ssl]
+                                                         # start, print the bootstrap address,
                                                          # stop cleanly on SIGTERM / Ctrl-C
+
+Two security modes. ``plaintext`` (the default): one PLAINTEXT listener, no authorizer.
+``sasl_ssl``: the client listener takes TLS and SCRAM-SHA-512 only, with a CA and broker
+certificate made at start-up (:mod:`harness.kafka.certificates`), one SCRAM user per
+principal of :mod:`provisioning.acls` with a password drawn at start-up
+(:mod:`harness.kafka.credentials`, ``credentials.json`` in the broker's folder, mode 0600),
+and the KRaft authorizer refusing whatever no ACL allows. The broker and ``admin`` are its
+only super users; ``admin`` then creates the topics and applies the ACLs
+(:mod:`harness.kafka.secure_plane`).
 
 The broker's jars come from Maven Central through ``harness/kafka/pom.xml`` once, into a cache
 outside the repository (``$DEVICE_BINDING_CACHE`` or ``~/.cache/device-binding``), and are
@@ -24,6 +34,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,9 +46,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 from types import FrameType
+from typing import Literal
 
+from harness.kafka.certificates import generate_broker_tls
+from harness.kafka.credentials import BrokerCredentials
 from harness.ports import free_port
-from messaging import kafka_options
+from messaging import KafkaConnection, kafka_options
+from provisioning.acls import ADMIN
 
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"  # keep equal to <kafka.version> in pom.xml
@@ -54,6 +69,7 @@ JVM_OPTS = [
     "-XX:ActiveProcessorCount=2",
 ]
 STOP_GRACE_SECONDS = 20.0
+Security = Literal["plaintext", "sasl_ssl"]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -117,12 +133,29 @@ def _die_with_parent() -> None:
 class LocalKafka:
     """One broker+controller process on 127.0.0.1, with its data in ``workdir``."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, security: Security = "plaintext"
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.internal_port = free_port() if security == "sasl_ssl" else None
+        self.security: Security = security
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "broker.log"
+        # Made at start() in sasl_ssl mode: the principals' passwords and the CA.
+        self.credentials: BrokerCredentials | None = None
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.workdir / "credentials.json"
+
+    def connection(self, principal: str = ADMIN) -> KafkaConnection | None:
+        """Client settings for ``principal`` on this broker; None in plaintext mode (the
+        environment's, that is plaintext, apply)."""
+        if self.credentials is None:
+            return None
+        return self.credentials.connection(principal)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -130,13 +163,32 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         data_dir = self.workdir / "data"
+        listeners = Template(
+            (HERE / f"listeners-{self.security.replace('_', '-')}.properties.template").read_text()
+        )
+        values: dict[str, object] = {"port": self.port, "controller_port": self.controller_port}
+        if self.security == "sasl_ssl":
+            tls = generate_broker_tls(self.workdir / "tls")
+            self.credentials = BrokerCredentials.generate(tls.ca_file)
+            self.credentials.save(self.credentials_path)
+            values |= {
+                "internal_port": self.internal_port,
+                "keystore_file": tls.keystore_file,
+                "ca_file": tls.ca_file,
+                # The broker's own password exists only in its config file (mode 0600).
+                "broker_password": secrets.token_urlsafe(24),
+            }
         template = Template((HERE / "server.properties.template").read_text())
         config = self.workdir / "server.properties"
-        config.write_text(
-            template.substitute(
-                port=self.port, controller_port=self.controller_port, data_dir=data_dir
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(
+                template.substitute(
+                    listeners=listeners.substitute(values),
+                    data_dir=data_dir,
+                    **values,
+                )
             )
-        )
         return config
 
     def _java(self, libs: Path, main_class: str, *args: str) -> list[str]:
@@ -158,9 +210,17 @@ class LocalKafka:
         # cluster id and would refuse to load.
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
         config = self._write_config()
+        users = self.credentials.scram_arguments() if self.credentials else []
         formatted = subprocess.run(
             self._java(
-                libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                new_cluster_id(),
+                "-c",
+                str(config),
+                *users,
             ),
             check=False,
             stdout=subprocess.PIPE,
@@ -201,7 +261,7 @@ class LocalKafka:
                 raise RuntimeError(
                     f"Kafka exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
-            if asyncio.run(_can_list_topics(self.bootstrap_servers)):
+            if asyncio.run(_can_list_topics(self.bootstrap_servers, self.connection())):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
@@ -236,12 +296,12 @@ class LocalKafka:
         return None
 
 
-async def _can_list_topics(bootstrap: str) -> bool:
+async def _can_list_topics(bootstrap: str, connection: KafkaConnection | None) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient  # the venv has it; fetch does not need it
 
     # Refused connections are expected while the broker boots; they are not news.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap), request_timeout_ms=2000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection), request_timeout_ms=2000)
     try:
         await admin.start()
         await admin.list_topics()
@@ -273,7 +333,7 @@ def _run(args: argparse.Namespace) -> int:
     if external:
         print(f"KAFKA_BOOTSTRAP_SERVERS is set; using {external}, starting nothing", flush=True)
         return 0
-    broker = LocalKafka(Path(args.data_dir).resolve(), port=args.port)
+    broker = LocalKafka(Path(args.data_dir).resolve(), port=args.port, security=args.security)
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -309,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="start a broker and keep it running")
     run.add_argument("--port", type=int, default=9092)
     run.add_argument("--data-dir", default="var/kafka")
+    run.add_argument("--security", choices=["plaintext", "sasl_ssl"], default="plaintext")
     args = parser.parse_args(argv)
     if args.command == "fetch":
         print(ensure_jars())

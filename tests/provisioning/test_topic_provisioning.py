@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-ROLES = ("commands", "events", "otp", "dlq", "replies", "signals")
+ROLES = ("commands", "events", "otp", "dlq", "replies", "signals", "checkpoints")
 _SET_ON_TOPIC = 1  # DescribeConfigs config_source DYNAMIC_TOPIC_CONFIG
 
 
@@ -59,6 +59,7 @@ class Topics:
             "DEAD_LETTER_TOPIC": self["dlq"],
             "REPLIES_TOPIC": self["replies"],
             "SIGNALS_TOPIC": self["signals"],
+            "AUDIT_CHECKPOINTS_TOPIC": self["checkpoints"],
             "TOPIC_PARTITIONS": str(PARTITIONS),
             "TOPIC_REPLICATION_FACTOR": str(replicas),
             "TOPIC_MIN_INSYNC_REPLICAS": str(in_sync),
@@ -74,6 +75,7 @@ class Topics:
             dead_letter_topic=self["dlq"],
             replies_topic=self["replies"],
             signals_topic=self["signals"],
+            audit_checkpoints_topic=self["checkpoints"],
             topic_partitions=PARTITIONS,
             topic_replication_factor=1,
             topic_min_insync_replicas=1,
@@ -181,6 +183,7 @@ async def test_first_run_creates_every_topic_and_a_second_changes_nothing(
     assert retention["events"] == retention["signals"] == 30 * DAY_MS
     assert retention["dlq"] == 14 * DAY_MS
     assert retention["commands"] == 7 * DAY_MS
+    assert retention["checkpoints"] == -1  # the audit trail's anchor: never deleted
 
     second = await reconcile_topics(settings)
 
@@ -188,7 +191,7 @@ async def test_first_run_creates_every_topic_and_a_second_changes_nothing(
     assert all(plan.unchanged for plan in second.plans)
     assert second.lines() == [
         *(f"unchanged {name}" for name in topics.names),
-        "0 created, 0 changed, 6 unchanged",
+        "0 created, 0 changed, 7 unchanged",
     ]
     assert await observe(admin, topics.names) == created
 
@@ -249,7 +252,7 @@ async def test_a_topic_that_turns_out_to_exist_is_corrected_too(
     assert report.ok, report.errors
     lines = report.lines()
     assert f"changed {topics['events']}: retention.ms 60000 -> {30 * DAY_MS}" in lines
-    assert lines[-1] == "5 created, 1 changed, 0 unchanged"
+    assert lines[-1] == "6 created, 1 changed, 0 unchanged"
     events = (await observe(admin, [topics["events"]]))[topics["events"]]
     assert events.partitions == PARTITIONS
     assert events.configs["retention.ms"] == str(30 * DAY_MS)
@@ -292,13 +295,13 @@ async def test_the_command_dry_run_changes_nothing_then_the_real_run_does(
     assert code == 0, lines
     assert f"would change {topics['events']}: retention.ms 60000 -> {30 * DAY_MS}" in lines
     assert any(line.startswith(f"would create {topics['otp']}: ") for line in lines)
-    assert lines[-1] == "5 to create, 1 to change, 0 unchanged; dry run, nothing changed"
+    assert lines[-1] == "6 to create, 1 to change, 0 unchanged; dry run, nothing changed"
     assert await observe(admin, topics.names) == before
 
     code, lines = await run_command(env)
 
     assert code == 0, lines
-    assert lines[-1] == "5 created, 1 changed, 0 unchanged"
+    assert lines[-1] == "6 created, 1 changed, 0 unchanged"
     after = await observe(admin, topics.names)
     assert sorted(after) == sorted(topics.names)
     assert after[topics["events"]].partitions == PARTITIONS
