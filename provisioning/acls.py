@@ -6,7 +6,8 @@ refused. Each role gets exactly what its process does and nothing more:
 - api: writes commands, reads its replies (the replicas' reply group);
 - worker: reads commands (its group, whose offsets its lag watcher also describes); writes
   events, replies, OTP deliveries and dead letters;
-- audit: reads events (its group); writes audit checkpoints;
+- audit: reads events (its group); writes audit checkpoints, and reads them back
+  (``python -m audit verify --checkpoints`` runs with its settings);
 - fraud: reads events (its group); writes its signals;
 - sms-gateway: reads OTP deliveries (its group) and nothing else;
 - demo (local ``make demo`` only): reads events, without a group.
@@ -116,7 +117,7 @@ def acl_plan(names: PlaneNames | None = None) -> list[AclRule]:
         ),
         *_grant(AUDIT, TOPIC, n.events, READ, DESCRIBE),
         *_grant(AUDIT, GROUP, n.audit_group, READ),
-        *_grant(AUDIT, TOPIC, n.audit_checkpoints, WRITE, DESCRIBE),
+        *_grant(AUDIT, TOPIC, n.audit_checkpoints, WRITE, READ, DESCRIBE),
         *_grant(FRAUD, TOPIC, n.events, READ, DESCRIBE),
         *_grant(FRAUD, GROUP, n.fraud_group, READ),
         *_grant(FRAUD, TOPIC, n.signals, WRITE, DESCRIBE),
@@ -137,13 +138,13 @@ def markdown_table(rules: Sequence[AclRule]) -> str:
         "| Principal | Resource | Name | Operations |",
         "|---|---|---|---|",
         "| `admin` | cluster | (super user) | all: creates topics, applies these ACLs |",
+        "| `broker` | cluster | (super user) | the broker itself, on its loopback listeners |",
     ]
     rows: dict[tuple[str, ResourceType, str], list[str]] = {}
     for rule in rules:
         key = (rule.principal, rule.resource_type, rule.resource_name)
         rows.setdefault(key, []).append(rule.operation.name)
     for (principal, kind, name), operations in rows.items():
-        lines.append(
-            f"| `{principal}` | {kind.name.lower()} | `{name}` | {', '.join(operations)} |"
-        )
+        who = f"`{principal}`" + (" (local `make demo` only)" if principal == DEMO else "")
+        lines.append(f"| {who} | {kind.name.lower()} | `{name}` | {', '.join(operations)} |")
     return "\n".join(lines) + "\n"

@@ -167,6 +167,9 @@ class LocalKafka:
             (HERE / f"listeners-{self.security.replace('_', '-')}.properties.template").read_text()
         )
         values: dict[str, object] = {"port": self.port, "controller_port": self.controller_port}
+        # A plaintext start leaves no password file of an earlier secure one behind (make demo
+        # takes its presence for a SASL_SSL broker).
+        self.credentials_path.unlink(missing_ok=True)
         if self.security == "sasl_ssl":
             tls = generate_broker_tls(self.workdir / "tls")
             self.credentials = BrokerCredentials.generate(tls.ca_file)
