@@ -10,6 +10,8 @@ refused. Each role gets exactly what its process does and nothing more:
   (``python -m audit verify --checkpoints`` runs with its settings);
 - fraud: reads events (its group); writes its signals;
 - sms-gateway: reads OTP deliveries (its group) and nothing else;
+- lag-reader (the autoscaler, KEDA in deploy/k8s): describes the commands topic and the
+  workers' group, to measure their lag; reads no record;
 - demo (local ``make demo`` only): reads events, without a group.
 
 The ``admin`` principal (provisioning: topics and these ACLs) is a super user of the broker,
@@ -44,16 +46,17 @@ class Operation(IntEnum):
 
 
 ADMIN = "admin"
-API, WORKER, AUDIT, FRAUD, SMS_GATEWAY, DEMO = (
+API, WORKER, AUDIT, FRAUD, SMS_GATEWAY, LAG_READER, DEMO = (
     "api",
     "worker",
     "audit",
     "fraud",
     "sms-gateway",
+    "lag-reader",
     "demo",
 )
 # The roles a process runs as, in the order the README's table lists them.
-ROLES = (API, WORKER, AUDIT, FRAUD, SMS_GATEWAY, DEMO)
+ROLES = (API, WORKER, AUDIT, FRAUD, SMS_GATEWAY, LAG_READER, DEMO)
 # Every SCRAM user a broker needs: the roles and the provisioner.
 PRINCIPALS = (ADMIN, *ROLES)
 
@@ -123,6 +126,8 @@ def acl_plan(names: PlaneNames | None = None) -> list[AclRule]:
         *_grant(FRAUD, TOPIC, n.signals, WRITE, DESCRIBE),
         *_grant(SMS_GATEWAY, TOPIC, n.otp_deliveries, READ, DESCRIBE),
         *_grant(SMS_GATEWAY, GROUP, n.sms_gateway_group, READ),
+        *_grant(LAG_READER, TOPIC, n.commands, DESCRIBE),
+        *_grant(LAG_READER, GROUP, n.worker_group, DESCRIBE),
         *_grant(DEMO, TOPIC, n.events, READ, DESCRIBE),
     ]
 

@@ -13,6 +13,7 @@ from provisioning.acls import (
     AUDIT,
     DEMO,
     FRAUD,
+    LAG_READER,
     ROLES,
     SMS_GATEWAY,
     WORKER,
@@ -55,6 +56,11 @@ def test_each_role_reads_and_writes_what_spec_9_says() -> None:
     )
     assert (_granted(FRAUD, READ), _granted(FRAUD, WRITE)) == ({NAMES.events}, {NAMES.signals})
     assert (_granted(DEMO, READ), _granted(DEMO, WRITE)) == ({NAMES.events}, set())
+    # The autoscaler measures the workers' lag and reads no record.
+    assert {(r.resource_name, r.operation) for r in rules_of(LAG_READER, acl_plan())} == {
+        (NAMES.commands, Operation.DESCRIBE),
+        (NAMES.worker_group, Operation.DESCRIBE),
+    }
 
 
 def test_the_sms_gateway_reads_otp_deliveries_and_nothing_else() -> None:
@@ -73,10 +79,10 @@ def test_only_the_sms_gateway_reads_otps_and_only_the_worker_writes_them() -> No
     assert {r.principal for r in on_otps} == {WORKER, SMS_GATEWAY}
 
 
-def test_each_consumer_group_belongs_to_one_principal() -> None:
+def test_each_consumer_group_is_joined_by_one_principal() -> None:
     owners: dict[str, set[str]] = {}
     for rule in acl_plan():
-        if rule.resource_type == GROUP:
+        if rule.resource_type == GROUP and rule.operation == READ:
             owners.setdefault(rule.resource_name, set()).add(rule.principal)
     assert all(len(principals) == 1 for principals in owners.values()), owners
     assert set(owners) == {
