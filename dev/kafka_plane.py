@@ -78,10 +78,11 @@ def role_environment(
 
 
 def demo_connection(environ: Mapping[str, str], credentials_file: Path) -> KafkaConnection | None:
-    """How ``make demo`` reaches the broker: the environment's settings when it sets a
-    protocol; else the ``demo`` principal's when ``make run`` started a SASL_SSL broker
-    (its credentials file exists); else None, plaintext."""
-    if environ.get("KAFKA_SECURITY_PROTOCOL"):
+    """How ``make demo`` reaches the broker: the environment's settings when it names a
+    broker or a protocol (another broker than ``make run``'s); else the ``demo`` principal's
+    when ``make run`` started a SASL_SSL broker (its credentials file exists: a plaintext
+    start removes it); else None, plaintext."""
+    if environ.get("KAFKA_SECURITY_PROTOCOL") or environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return None
     if not credentials_file.exists():
         return None

@@ -28,10 +28,12 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from harness import devkeys
+from harness.kafka.secure_plane import SecurePlane
 from harness.ports import free_port
 from harness.processes import PYTHON, ROOT, Children
 from harness.topics import wait_for_group
 from messaging import KafkaConnection, kafka_options
+from provisioning.acls import API, WORKER
 from worker.settings import WorkerSettings
 
 READY_TIMEOUT_SECONDS = 180.0
@@ -201,7 +203,7 @@ async def start_stack(
     workers: int,
     apis: int,
     worker_ports: list[int] | None = None,
-    connection: KafkaConnection | None = None,
+    plane: SecurePlane | None = None,
 ) -> list[str]:
     """Start ``workers`` workers (``worker-1``...) and, once they have made the topics,
     ``apis`` API replicas (``api-1``...) on free ports; the API URLs, once every replica is
@@ -213,7 +215,7 @@ async def start_stack(
         workers=workers,
         apis=apis,
         worker_ports=worker_ports,
-        connection=connection,
+        plane=plane,
     )
     return [replica.url for replica in replicas]
 
@@ -226,11 +228,19 @@ async def start_replicas(
     workers: int,
     apis: int,
     worker_ports: list[int] | None = None,
-    connection: KafkaConnection | None = None,
+    plane: SecurePlane | None = None,
 ) -> list[Replica]:
-    """:func:`start_stack`, answering each replica's API and admin URLs. The harness's own
-    watching (topics, group) connects with ``connection``, else the environment's settings;
-    each process with its environment's."""
+    """:func:`start_stack`, answering each replica's API and admin URLs.
+
+    On a SASL_SSL broker's ``plane`` each worker and replica gets its own role's ``KAFKA_*``
+    variables (and no topic provisioning: the plane's ``admin`` made them), and the harness
+    watches topics and the group as ``admin``; else everything connects as the environment
+    says."""
+    connection: KafkaConnection | None = None
+    if plane is not None:
+        worker_env = {**worker_env, **plane.environment(WORKER)}
+        api_env = {**api_env, **plane.environment(API)}
+        connection = plane.connection()
     ports = worker_ports or [free_port() for _ in range(workers)]
     for number, port in enumerate(ports, start=1):
         children.spawn(

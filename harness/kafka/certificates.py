@@ -21,7 +21,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Longer than any test run or `make run` session; short enough that a copied file is useless.
 VALIDITY = datetime.timedelta(days=2)
-BROKER_NAMES = ("localhost", "127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -41,15 +40,18 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    # Created 0600 from the start: never readable by others, not even for a moment.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    # Created with its final mode from the start: never more readable, not even for a moment.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
 
 
-def generate_broker_tls(folder: Path) -> BrokerTls:
-    """Write a new CA and a broker certificate it signs (SAN 127.0.0.1, localhost)."""
+def generate_broker_tls(
+    folder: Path, *, host_names: tuple[str, ...] = (), key_mode: int = 0o600
+) -> BrokerTls:
+    """Write a new CA and a broker certificate it signs (SAN 127.0.0.1, localhost and
+    ``host_names``), the key in a file of ``key_mode``."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + VALIDITY
@@ -84,7 +86,7 @@ def generate_broker_tls(folder: Path) -> BrokerTls:
 
     broker_key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [
-        x509.DNSName("localhost"),
+        *(x509.DNSName(name) for name in ("localhost", *host_names)),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     ]
     broker_certificate = (
@@ -112,5 +114,6 @@ def generate_broker_tls(folder: Path) -> BrokerTls:
         )
         + broker_certificate.public_bytes(pem)
         + ca_certificate.public_bytes(pem),
+        key_mode,
     )
     return tls

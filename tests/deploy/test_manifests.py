@@ -41,6 +41,7 @@ from api.app import create_app
 from api.settings import ServerSettings, Settings
 from audit.settings import AuditSettings
 from fraud.settings import FraudSettings
+from harness.kafka.compose_secrets import broker_properties, write_compose_secrets
 from messaging import KafkaConnection
 from provisioning.acls import ADMIN, API, AUDIT, FRAUD, LAG_READER, PRINCIPALS, WORKER
 from provisioning.specs import ProvisioningSettings
@@ -74,6 +75,7 @@ CONNECTION_VARIABLES = {f"KAFKA_{name.upper()}" for name in KafkaConnection.mode
 # The Kafka principal each process logs in as (provisioning/acls.py).
 PRINCIPAL_OF = {"api": API, "worker": WORKER, "audit": AUDIT, "fraud": FRAUD, "provisioning": ADMIN}
 KAFKA_CA_SECRET = "device-binding-kafka-ca"
+CONNECTION_FILES = {name.lower() for name in CONNECTION_VARIABLES}
 
 # The probe contract (the ports are the settings' defaults, checked below).
 API_PORT = 8000
@@ -184,13 +186,13 @@ def compose_processes() -> list[Process]:
     for name, service in our_services().items():
         environment = service.get("environment", {})
         assert isinstance(environment, dict), f"{name}: environment as a map, please"
-        processes.append(
-            Process(
-                f"compose/{name}",
-                service["command"],
-                {key: _env_value(value) for key, value in environment.items()},
-            )
-        )
+        variables = {key: _env_value(value) for key, value in environment.items()}
+        # A secret mounted as /run/secrets/<variable in lower case> is read as that variable
+        # (messaging/connection.py).
+        for secret in service.get("secrets", []):
+            if secret["target"] in CONNECTION_FILES:
+                variables[secret["target"].upper()] = "(from a secret file)"
+        processes.append(Process(f"compose/{name}", service["command"], variables))
     return processes
 
 
@@ -680,17 +682,56 @@ def test_compose_start_order() -> None:
 def test_compose_kafka_is_a_single_kraft_node_reachable_on_the_network() -> None:
     kafka = compose()["services"]["kafka"]
     assert kafka["image"] == "apache/kafka:4.1.1"
-    environment = kafka["environment"]
-    assert set(environment["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    listeners = environment["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    advertised = dict(listener.split("://", 1) for listener in listeners)
-    # The containers reach the broker at the address it advertises to them.
+    properties = dict(
+        line.split("=", 1)
+        for line in broker_properties("x").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(properties["process.roles"].split(",")) == {"broker", "controller"}
+    advertised = dict(
+        listener.split("://", 1) for listener in properties["advertised.listeners"].split(",")
+    )
+    protocols = dict(
+        pair.split(":") for pair in properties["listener.security.protocol.map"].split(",")
+    )
+    # The containers reach the broker at the address it advertises to them, over SASL_SSL.
     for process in compose_processes():
         bootstrap = process.environment.get("KAFKA_BOOTSTRAP_SERVERS")
         if bootstrap is not None:
-            assert bootstrap == advertised[environment["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+            assert bootstrap == advertised["CLIENT"], process.where
+            assert process.environment["KAFKA_SECURITY_PROTOCOL"] == protocols["CLIENT"]
+    assert protocols["CLIENT"] == protocols["HOST"] == "SASL_SSL"
+    # Only the containers' and the host tools' listeners are published: the broker's own
+    # (INTERNAL, CONTROLLER) stay inside its container.
+    assert kafka["ports"] == [f"127.0.0.1:{advertised['HOST'].rpartition(':')[2]}:29092"]
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    assert properties["super.users"] == "User:broker;User:admin"
     # The storage is formatted with this id: a UUID in Kafka's base64url form.
-    assert len(base64.urlsafe_b64decode(environment["CLUSTER_ID"] + "==")) == 16
+    cluster_id = kafka["environment"]["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_each_compose_service_logs_in_to_kafka_as_its_own_principal(tmp_path: Path) -> None:
+    assert write_compose_secrets(tmp_path)
+    files = compose()["secrets"]
+    seen = []
+    for process in compose_processes():
+        if "KAFKA_BOOTSTRAP_SERVERS" not in process.environment:
+            continue
+        name = process.where.removeprefix("compose/")
+        principal = process.environment["KAFKA_SASL_USERNAME"]
+        assert principal == PRINCIPAL_OF[process.module], process.where
+        mounted = {s["target"]: s["source"] for s in compose()["services"][name]["secrets"]}
+        assert mounted["kafka_sasl_password"] == f"kafka-{principal}-password"
+        assert process.environment["KAFKA_SSL_CAFILE"] == "/run/secrets/kafka_ca"
+        assert mounted["kafka_ca"] == "kafka-ca"
+        seen.append(principal)
+    assert sorted(seen) == sorted([ADMIN, API, WORKER, AUDIT, FRAUD])
+    # Every secret file compose mounts is one the generator writes.
+    for secret in files.values():
+        path = Path(secret["file"])
+        assert path.parent == Path("../var/compose/kafka"), secret
+        assert (tmp_path / path.name).is_file(), secret
 
 
 # --- the image -----------------------------------------------------------------------

@@ -57,5 +57,6 @@ def test_the_demo_reads_as_the_demo_principal_only_on_a_secure_local_broker(
     assert connection is not None
     assert connection.sasl_username == DEMO
     assert connection.sasl_password.get_secret_value() == credentials.passwords[DEMO]
-    # Settings the user gave win.
+    # Settings the user gave win, and another broker is not `make run`'s.
     assert demo_connection({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, stored) is None
+    assert demo_connection({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092"}, stored) is None

@@ -20,7 +20,7 @@ from harness.kafka.secure_plane import SecurePlane
 from harness.processes import Children
 from harness.stack import StackTopics, auth_environment, start_stack
 from harness.topics import OffsetWatch, read_topic
-from provisioning.acls import API, AUDIT, DEMO, FRAUD, SMS_GATEWAY, WORKER
+from provisioning.acls import API, AUDIT, DEMO, FRAUD, SMS_GATEWAY
 from tests.security.clients import consume, publish
 from tests.support.http import Tokens
 from tests.support.worker import DeviceKey
@@ -86,14 +86,13 @@ async def secure_stack(
     tokens = Tokens(tmp_path / "keys")
     audit_database = tmp_path / "audit.db"
     worker_env = {
-        **plane.environment(WORKER),
+        "KAFKA_BOOTSTRAP_SERVERS": plane.bootstrap,
         **topics.worker_env(),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
         "AUTO_MIGRATE": "true",
         "PYTHONUNBUFFERED": "1",
     }
     api_env = {
-        **plane.environment(API),
         **topics.api_env(),
         **auth_environment(tokens.jwks_file),
         "REPLY_WAIT_SECONDS": "20",
@@ -130,7 +129,7 @@ async def secure_stack(
             api_env=api_env,
             workers=1,
             apis=1,
-            connection=plane.connection(),
+            plane=plane,
         )
         yield SecureStack(url, tokens, plane, children, audit_database)
 
