@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from messaging import kafka_options
 from provisioning.acl_requests import AclsRefused
+from provisioning.acls import ROLES, acl_plan
 from provisioning.plan import Report
 from provisioning.plane import plane_names, provision_plane
 from provisioning.reconciler import reconcile
@@ -61,9 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         return 2
+    names = plane_names(settings)
     try:
         if args.acls:
-            names = plane_names(settings)
             report = asyncio.run(provision_plane(settings, names, dry_run=args.dry_run))
         else:
             report = asyncio.run(reconcile_topics(settings, dry_run=args.dry_run))
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for line in report.lines():
         print(line, flush=True)
+    if args.acls and report.ok and not args.dry_run:
+        print(f"ACLs of {', '.join(ROLES)} applied ({len(acl_plan(names))} rules)", flush=True)
     return 0 if report.ok else 1
 
 
