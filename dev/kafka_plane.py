@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Final
 
 from dev.otp_sink import group_id as otp_sink_group
+from harness.kafka.broker_config import Security
 from harness.kafka.credentials import BrokerCredentials
-from harness.kafka.local_kafka import Security
 from harness.kafka.secure_plane import SecurePlane, provision
 from messaging import KafkaConnection
 from provisioning.acls import DEMO, PlaneNames

@@ -5,19 +5,11 @@
                                                          # start, print the bootstrap address,
                                                          # stop cleanly on SIGTERM / Ctrl-C
 
-Two security modes. ``plaintext`` (the default): one PLAINTEXT listener, no authorizer.
-``sasl_ssl``: the client listener takes TLS and SCRAM-SHA-512 only, with a CA and broker
-certificate made at start-up (:mod:`harness.kafka.certificates`), one SCRAM user per
-principal of :mod:`provisioning.acls` with a password drawn at start-up
-(:mod:`harness.kafka.credentials`, ``credentials.json`` in the broker's folder, mode 0600),
-and the KRaft authorizer refusing whatever no ACL allows. The broker and ``admin`` are its
-only super users; ``admin`` then creates the topics and applies the ACLs
+Two security modes (:mod:`harness.kafka.broker_config`). ``plaintext``, the default: one
+PLAINTEXT listener. ``sasl_ssl``: TLS and SCRAM-SHA-512 only, a CA and certificate and one
+user per principal of :mod:`provisioning.acls` made at each start (``credentials.json``,
+mode 0600), the authorizer denying by default; ``admin`` then makes the topics and ACLs
 (:mod:`harness.kafka.secure_plane`).
-
-The broker's jars come from Maven Central through ``harness/kafka/pom.xml`` once, into a cache
-outside the repository (``$DEVICE_BINDING_CACHE`` or ``~/.cache/device-binding``), and are
-reused afterwards. When ``KAFKA_BOOTSTRAP_SERVERS`` is set nothing is started: that cluster is
-used instead.
 
 No JVM may outlive its owner: the broker runs in its own process group, is asked to stop with
 SIGTERM (and killed if it does not within the grace period), and the kernel sends it SIGTERM
@@ -34,7 +26,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -44,11 +35,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from string import Template
 from types import FrameType
-from typing import Literal
 
-from harness.kafka.certificates import generate_broker_tls
+from harness.kafka.broker_config import BrokerPorts, Security, write_server_properties
 from harness.kafka.credentials import BrokerCredentials
 from harness.ports import free_port
 from messaging import KafkaConnection, kafka_options
@@ -69,7 +58,6 @@ JVM_OPTS = [
     "-XX:ActiveProcessorCount=2",
 ]
 STOP_GRACE_SECONDS = 20.0
-Security = Literal["plaintext", "sasl_ssl"]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -143,7 +131,7 @@ class LocalKafka:
         self.security: Security = security
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "broker.log"
-        # Made at start() in sasl_ssl mode: the principals' passwords and the CA.
+        # Made at each start in sasl_ssl mode (broker_config): the users' passwords, the CA.
         self.credentials: BrokerCredentials | None = None
 
     @property
@@ -162,36 +150,8 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     def _write_config(self) -> Path:
-        data_dir = self.workdir / "data"
-        listeners = Template(
-            (HERE / f"listeners-{self.security.replace('_', '-')}.properties.template").read_text()
-        )
-        values: dict[str, object] = {"port": self.port, "controller_port": self.controller_port}
-        # A plaintext start leaves no password file of an earlier secure one behind (make demo
-        # takes its presence for a SASL_SSL broker).
-        self.credentials_path.unlink(missing_ok=True)
-        if self.security == "sasl_ssl":
-            tls = generate_broker_tls(self.workdir / "tls")
-            self.credentials = BrokerCredentials.generate(tls.ca_file)
-            self.credentials.save(self.credentials_path)
-            values |= {
-                "internal_port": self.internal_port,
-                "keystore_file": tls.keystore_file,
-                "ca_file": tls.ca_file,
-                # The broker's own password exists only in its config file (mode 0600).
-                "broker_password": secrets.token_urlsafe(24),
-            }
-        template = Template((HERE / "server.properties.template").read_text())
-        config = self.workdir / "server.properties"
-        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(
-                template.substitute(
-                    listeners=listeners.substitute(values),
-                    data_dir=data_dir,
-                    **values,
-                )
-            )
+        ports = BrokerPorts(self.port, self.controller_port, self.internal_port)
+        config, self.credentials = write_server_properties(self.workdir, self.security, ports)
         return config
 
     def _java(self, libs: Path, main_class: str, *args: str) -> list[str]:
