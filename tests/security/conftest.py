@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,7 @@ def plane_prefix() -> str:
 
 
 @pytest.fixture
-async def plane(secure_broker: LocalKafka, plane_prefix: str, tmp_path: Path) -> SecurePlane:
+async def plane(secure_broker: LocalKafka, plane_prefix: str) -> SecurePlane:
     """The product's topics under the test's own prefix, and every principal's ACLs on them."""
     assert secure_broker.credentials is not None
     settings = prefixed_settings(secure_broker.bootstrap_servers, plane_prefix)
