@@ -28,6 +28,8 @@ kafka: $(STAMP)
 # Kafka on 127.0.0.1:9092, the workers, the API on 127.0.0.1:8000 and the OTP sink; Ctrl-C
 # stops them all. The API trusts the development key unless AUTH_JWKS_FILE or AUTH_JWKS_URL,
 # with AUTH_ISSUER and AUTH_AUDIENCE, name an identity provider's (environment or make args).
+# KAFKA_SECURITY=sasl_ssl: the broker takes TLS and SCRAM-SHA-512 only, with ACLs; every
+# process logs in as its own principal (dev/kafka_plane.py). Plaintext by default.
 run: kafka
 	$(BIN)/python -m dev.stack
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from dev.kafka_plane import LOCAL_BROKER_CREDENTIALS, demo_connection
 from dev.keystore import Keystore
 from dev.otp_sink import sink_file
 from dev.transcript import EventLog, step, verdict
@@ -236,7 +237,9 @@ async def sign_payment(
 async def demo() -> int:
     token = os.environ.get("API_TOKEN") or devkeys.mint_token(client_id="demo-bank", ttl=600)
     headers = {"Authorization": f"Bearer {token}"}
-    events = await EventLog.tail(BOOTSTRAP, EVENTS_TOPIC)
+    # The demo principal's, when `make run` started a SASL_SSL broker.
+    connection = demo_connection(os.environ, LOCAL_BROKER_CREDENTIALS)
+    events = await EventLog.tail(BOOTSTRAP, EVENTS_TOPIC, connection)
     keystore = Keystore()
     try:
         async with httpx.AsyncClient(base_url=API, headers=headers, timeout=15) as http:

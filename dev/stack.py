@@ -19,6 +19,10 @@ Starts, in order, and stops in reverse on Ctrl-C or SIGTERM:
    ``AUTH_ISSUER`` and ``AUTH_AUDIENCE`` if set, else ``device-binding-dev`` and
    ``device-binding`` (what ``make token`` mints).
 
+With ``KAFKA_SECURITY=sasl_ssl`` the broker takes TLS and SCRAM-SHA-512 only, its topics and
+ACLs are made by the ``admin`` principal before anything starts, and every process connects as
+its own principal (:mod:`dev.kafka_plane`); plaintext otherwise.
+
 Mint a token with ``make token`` (development key); play the bank's app with ``make demo``.
 """
 
@@ -36,9 +40,12 @@ from types import FrameType
 from typing import Final
 
 from audit.signing import ensure_key_file
+from dev.kafka_plane import provision_development_plane, requested_security, role_environment
 from harness import devkeys
 from harness.kafka import local_kafka
+from harness.kafka.secure_plane import SecurePlane
 from harness.stack import auth_environment, wait_for_topics, wait_until_ready
+from provisioning.acls import API, AUDIT, FRAUD, SMS_GATEWAY, WORKER
 from schemas import topics
 from worker.otp_keyring import new_key_text
 
@@ -157,8 +164,14 @@ def main() -> int:
     VAR.mkdir(exist_ok=True)
     try:
         auth = api_auth(os.environ)
-    except AuthConfigurationError as exc:
+        security = requested_security(os.environ)
+    except ValueError as exc:  # AuthConfigurationError among them
         print(f"make run: {exc}", file=sys.stderr)
+        return 2
+    if security == "sasl_ssl" and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        # The roles' credentials are those of the broker this command starts.
+        print("make run: KAFKA_SECURITY=sasl_ssl starts its own broker;", end=" ", file=sys.stderr)
+        print("unset KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     stopping = False
 
@@ -172,38 +185,45 @@ def main() -> int:
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        broker = local_kafka.LocalKafka(VAR / "kafka", port=9092)
-        print("starting Kafka on 127.0.0.1:9092 ...", flush=True)
+        broker = local_kafka.LocalKafka(VAR / "kafka", port=9092, security=security)
+        print(f"starting Kafka ({security}) on 127.0.0.1:9092 ...", flush=True)
         broker.start()
         bootstrap = broker.bootstrap_servers
+    plane: SecurePlane | None = None
+    if broker is not None and broker.credentials is not None:
+        plane = asyncio.run(provision_development_plane(broker.credentials, bootstrap))
+        print(f"topics and ACLs provisioned as admin (credentials {broker.credentials_path})")
     env = process_environment(os.environ, bootstrap=bootstrap, auth=auth)
     otp_keys = worker_otp_keys(os.environ)
     python = sys.executable
     children: list[subprocess.Popen[bytes]] = []
 
-    def spawn(*args: str, **extra_env: str) -> None:
-        children.append(subprocess.Popen([python, *args], env={**env, **extra_env}, cwd=ROOT))
+    def spawn(role: str, *args: str, **extra_env: str) -> None:
+        role_env = role_environment(env, plane, role)
+        children.append(subprocess.Popen([python, *args], env={**role_env, **extra_env}, cwd=ROOT))
 
-    def migrate(package: str, **extra_env: str) -> None:
+    def migrate(package: str, role: str, **extra_env: str) -> None:
         # The schema first, once, as the Kubernetes Job does: the processes only check it.
-        migrating = {**env, **extra_env}
-        subprocess.run([python, "-m", package, "migrate"], env=migrating, cwd=ROOT, check=True)
+        role_env = {**role_environment(env, plane, role), **extra_env}
+        subprocess.run([python, "-m", package, "migrate"], env=role_env, cwd=ROOT, check=True)
 
     consumers = os.environ.get("CONSUMERS", "1") != "0"
     audit_key: dict[str, str] = {}
     try:
-        migrate("worker", **otp_keys)  # 0005 seals digests of pending challenges
+        migrate("worker", WORKER, **otp_keys)  # 0005 seals digests of pending challenges
         if consumers:
-            migrate("audit")
+            migrate("audit", AUDIT)
         for number in range(int(os.environ.get("WORKERS", "2"))):
             # Each worker's probes and metrics on its own port: 8001, 8002, ...
-            spawn("-m", "worker", WORKER_HTTP_PORT=str(8001 + number), **otp_keys)
+            spawn(WORKER, "-m", "worker", WORKER_HTTP_PORT=str(8001 + number), **otp_keys)
         asyncio.run(
             wait_for_topics(
-                bootstrap, {topics.COMMANDS, topics.EVENTS, topics.REPLIES, topics.OTP_DELIVERIES}
+                bootstrap,
+                {topics.COMMANDS, topics.EVENTS, topics.REPLIES, topics.OTP_DELIVERIES},
+                connection=plane.connection() if plane else None,
             )
         )
-        spawn("-m", "dev.otp_sink")
+        spawn(SMS_GATEWAY, "-m", "dev.otp_sink")
         if consumers:
             audit_key = audit_checkpoint_key(os.environ)
             if "AUDIT_VERIFY_KEY_FILE" in audit_key:
@@ -213,9 +233,9 @@ def main() -> int:
                     "--checkpoints",
                     flush=True,
                 )
-            spawn("-m", "audit", **audit_key)
-            spawn("-m", "fraud")
-        spawn("-m", "api")
+            spawn(AUDIT, "-m", "audit", **audit_key)
+            spawn(FRAUD, "-m", "fraud")
+        spawn(API, "-m", "api")
         try:
             # The API's probes are on its admin port (API_ADMIN_PORT, 8010), not on 8000.
             asyncio.run(wait_until_ready("http://127.0.0.1:8010/readyz", within=90))

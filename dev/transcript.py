@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from harness.topics import tail
+from messaging import KafkaConnection
 
 EVENT_WAIT_SECONDS = 20.0
 _numbers = itertools.count(1)
@@ -48,8 +49,10 @@ class EventLog:
         self._seen: list[dict[str, Any]] = []
 
     @classmethod
-    async def tail(cls, bootstrap: str, topic: str) -> EventLog:
-        return cls(await tail(bootstrap, topic))
+    async def tail(
+        cls, bootstrap: str, topic: str, connection: KafkaConnection | None = None
+    ) -> EventLog:
+        return cls(await tail(bootstrap, topic, connection))
 
     async def stop(self) -> None:
         await self._consumer.stop()

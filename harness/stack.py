@@ -28,11 +28,13 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from harness import devkeys
+from harness.kafka.secure_plane import SecurePlane
 from harness.otp_keys import otp_environment
 from harness.ports import free_port
 from harness.processes import PYTHON, ROOT, Children
 from harness.topics import wait_for_group
-from messaging import kafka_options
+from messaging import KafkaConnection, kafka_options
+from provisioning.acls import API, WORKER
 from worker.settings import WorkerSettings
 
 READY_TIMEOUT_SECONDS = 180.0
@@ -186,10 +188,14 @@ async def wait_until_ready(
 
 
 async def wait_for_topics(
-    bootstrap: str, names: set[str], *, within: float = READY_TIMEOUT_SECONDS
+    bootstrap: str,
+    names: set[str],
+    *,
+    within: float = READY_TIMEOUT_SECONDS,
+    connection: KafkaConnection | None = None,
 ) -> None:
     """Until every topic of ``names`` exists (the workers create them as they start)."""
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection))
     await admin.start()
     try:
         async with asyncio.timeout(within):
@@ -207,6 +213,7 @@ async def start_stack(
     workers: int,
     apis: int,
     worker_ports: list[int] | None = None,
+    plane: SecurePlane | None = None,
 ) -> list[str]:
     """Start ``workers`` workers (``worker-1``...) and, once they have made the topics,
     ``apis`` API replicas (``api-1``...) on free ports; the API URLs, once every replica is
@@ -218,6 +225,7 @@ async def start_stack(
         workers=workers,
         apis=apis,
         worker_ports=worker_ports,
+        plane=plane,
     )
     return [replica.url for replica in replicas]
 
@@ -230,8 +238,19 @@ async def start_replicas(
     workers: int,
     apis: int,
     worker_ports: list[int] | None = None,
+    plane: SecurePlane | None = None,
 ) -> list[Replica]:
-    """:func:`start_stack`, answering each replica's API and admin URLs."""
+    """:func:`start_stack`, answering each replica's API and admin URLs.
+
+    On a SASL_SSL broker's ``plane`` each worker and replica gets its own role's ``KAFKA_*``
+    variables (and no topic provisioning: the plane's ``admin`` made them), and the harness
+    watches topics and the group as ``admin``; else everything connects as the environment
+    says."""
+    connection: KafkaConnection | None = None
+    if plane is not None:
+        worker_env = {**worker_env, **plane.environment(WORKER)}
+        api_env = {**api_env, **plane.environment(API)}
+        connection = plane.connection()
     ports = worker_ports or [free_port() for _ in range(workers)]
     for number, port in enumerate(ports, start=1):
         children.spawn(
@@ -242,7 +261,7 @@ async def start_replicas(
         )
     bootstrap = worker_env["KAFKA_BOOTSTRAP_SERVERS"]
     needed = {worker_env[name] for name in ("COMMANDS_TOPIC", "REPLIES_TOPIC", "EVENTS_TOPIC")}
-    await wait_for_topics(bootstrap, needed)
+    await wait_for_topics(bootstrap, needed, connection=connection)
     replicas = []
     for number in range(1, apis + 1):
         port, admin_port = free_port(), free_port()
@@ -264,5 +283,5 @@ async def start_replicas(
     for replica in replicas:
         await wait_until_ready(f"{replica.admin_url}/readyz", children=children)
     # One group member per worker process.
-    await wait_for_group(bootstrap, worker_env["CONSUMER_GROUP"], workers)
+    await wait_for_group(bootstrap, worker_env["CONSUMER_GROUP"], workers, connection=connection)
     return replicas

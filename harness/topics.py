@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from messaging import kafka_options
+from messaging import KafkaConnection, kafka_options
 
 # Generous on purpose: the machine is shared, and these bound only a run that is broken.
 GROUP_TIMEOUT = 240.0
@@ -66,10 +66,10 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, byt
 class OffsetWatch:
     """End offsets of topics and committed offsets of a group, summed over partitions."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, connection: KafkaConnection | None = None) -> None:
         self._bootstrap = bootstrap
-        self._consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
-        self._admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+        self._consumer = AIOKafkaConsumer(**kafka_options(bootstrap, connection), group_id=None)
+        self._admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection))
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def start(self) -> None:
@@ -170,9 +170,12 @@ async def create_topics(bootstrap: str, *names: str, partitions: int = 1) -> Non
         await admin.close()
 
 
-async def tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
-    """A started consumer positioned at the current end of every partition of ``topic``."""
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+async def tail(
+    bootstrap: str, topic: str, connection: KafkaConnection | None = None
+) -> AIOKafkaConsumer:
+    """A started consumer positioned at the current end of every partition of ``topic``
+    (connected with ``connection``, else the environment's settings)."""
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection))
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
@@ -181,7 +184,7 @@ async def tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     if described["error_code"] != 0:
         raise SystemExit(f"no topic {topic} at {bootstrap}: is `make run` running?")
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap, connection), group_id=None)
     await consumer.start()
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
@@ -198,6 +201,7 @@ async def wait_for_group(
     known: frozenset[str] = frozenset(),
     newcomers: int = 0,
     within: float = GROUP_TIMEOUT,
+    connection: KafkaConnection | None = None,
 ) -> frozenset[str]:
     """Until the group is stable (every partition assigned) with exactly ``members`` members,
     at least ``newcomers`` of them not in ``known``; the members' ids.
@@ -206,7 +210,7 @@ async def wait_for_group(
     be met by the survivors and the dead before the replacement even joined: ``known`` (the
     ids before the fault) and ``newcomers`` make it wait for the group that replaced it.
     """
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection))
     await admin.start()
     try:
         async with asyncio.timeout(within):
@@ -279,14 +283,20 @@ class TopicRecord:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, within: float = DRAIN_TIMEOUT
+    bootstrap: str,
+    topic: str,
+    within: float = DRAIN_TIMEOUT,
+    *,
+    connection: KafkaConnection | None = None,
 ) -> list[TopicRecord]:
     """Every record on ``topic`` up to its end offsets as they are now, partition by partition.
 
     Reading to the end offsets, rather than for a while, makes the result complete.
     """
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection))
+    consumer = AIOKafkaConsumer(
+        **kafka_options(bootstrap, connection), group_id=None, enable_auto_commit=False
+    )
     await admin.start()
     await consumer.start()
     records: list[TopicRecord] = []

@@ -8,6 +8,7 @@ default; production runs SASL_SSL with SCRAM-SHA-512 and one principal per role.
 
 import ssl
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 from aiokafka.helpers import create_ssl_context
@@ -16,13 +17,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+# Docker's convention for secrets given as files (compose's `secrets:`): a file named after
+# the variable in lower case, /run/secrets/kafka_sasl_password for KAFKA_SASL_PASSWORD, so
+# that the password is never in the container's environment as compose shows it. Read only
+# when the folder exists (pydantic-settings warns otherwise); the environment wins.
+SECRETS_DIR = Path("/run/secrets")
 
 
 class KafkaConnection(BaseSettings):
     """The environment's `KAFKA_*` connection variables (the bootstrap servers stay with
     each process's own settings: tests and tools point clients at other brokers)."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="KAFKA_",
+        frozen=True,
+        extra="ignore",
+        secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None,
+    )
 
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"

@@ -1,5 +1,7 @@
-"""``python -m provisioning [--dry-run]``: create the product's Kafka topics on a cluster, or
-bring existing ones to their configuration (:mod:`provisioning.specs`)."""
+"""``python -m provisioning [--dry-run] [--acls]``: create the product's Kafka topics on a
+cluster, or bring existing ones to their configuration (:mod:`provisioning.specs`); with
+``--acls``, then create the ACLs of every principal (:mod:`provisioning.acls`), connected as
+a principal allowed to (``admin``, through the ``KAFKA_*`` variables)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from messaging import kafka_options
+from provisioning.acl_requests import AclsRefused
+from provisioning.acls import ROLES, acl_plan
 from provisioning.plan import Report
+from provisioning.plane import plane_names, provision_plane
 from provisioning.reconciler import reconcile
 from provisioning.specs import ProvisioningSettings, product_topics
 
@@ -39,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "TOPIC_PARTITIONS, TOPIC_REPLICATION_FACTOR, TOPIC_MIN_INSYNC_REPLICAS, ...).",
     )
     parser.add_argument(
+        "--acls",
+        action="store_true",
+        help="also create the ACLs of the product's principals (SPEC §9) once the topics exist",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print the plan, validated by the cluster, and change nothing",
@@ -52,13 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         return 2
+    names = plane_names(settings)
     try:
-        report = asyncio.run(reconcile_topics(settings, dry_run=args.dry_run))
+        if args.acls:
+            report = asyncio.run(provision_plane(settings, names, dry_run=args.dry_run))
+        else:
+            report = asyncio.run(reconcile_topics(settings, dry_run=args.dry_run))
+    except AclsRefused as error:
+        print(f"ACLs refused: {error}", file=sys.stderr)
+        return 1
     except KafkaError as error:
         print(f"Kafka at {settings.kafka_bootstrap_servers}: {error!r}", file=sys.stderr)
         return 1
     for line in report.lines():
         print(line, flush=True)
+    if args.acls and report.ok and not args.dry_run:
+        print(f"ACLs of {', '.join(ROLES)} applied ({len(acl_plan(names))} rules)", flush=True)
     return 0 if report.ok else 1
 
 

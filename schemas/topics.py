@@ -22,5 +22,6 @@ DLQ_SOURCE_HEADER = "dlq-source"
 
 # Published by the fraud-signal consumer (fraud/), keyed by person id: schemas/signals.py.
 SUSPICIOUS_ACTIVITY = "mfa.device-binding.suspicious-activity.v1"
-
+# Published by the audit consumer (audit/), keyed by the chain's name: its signed chain
+# heads (schemas/checkpoints.py), kept for ever.
 AUDIT_CHECKPOINTS = "mfa.device-binding.audit-checkpoints.v1"

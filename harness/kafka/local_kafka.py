@@ -1,13 +1,15 @@
 """A real, single-node Apache Kafka 4.x (KRaft) for development and tests, without Docker.
 
     python -m harness.kafka.local_kafka fetch            # jars into the cache, nothing else
-    python -m harness.kafka.local_kafka run [--port N]    # start, print the bootstrap address,
+    python -m harness.kafka.local_kafka run [--port N] [--security sasl_ssl]
+                                                         # start, print the bootstrap address,
                                                          # stop cleanly on SIGTERM / Ctrl-C
 
-The broker's jars come from Maven Central through ``harness/kafka/pom.xml`` once, into a cache
-outside the repository (``$DEVICE_BINDING_CACHE`` or ``~/.cache/device-binding``), and are
-reused afterwards. When ``KAFKA_BOOTSTRAP_SERVERS`` is set nothing is started: that cluster is
-used instead.
+Two security modes (:mod:`harness.kafka.broker_config`). ``plaintext``, the default: one
+PLAINTEXT listener. ``sasl_ssl``: TLS and SCRAM-SHA-512 only, a CA and certificate and one
+user per principal of :mod:`provisioning.acls` made at each start (``credentials.json``,
+mode 0600), the authorizer denying by default; ``admin`` then makes the topics and ACLs
+(:mod:`harness.kafka.secure_plane`).
 
 No JVM may outlive its owner: the broker runs in its own process group, is asked to stop with
 SIGTERM (and killed if it does not within the grace period), and the kernel sends it SIGTERM
@@ -33,11 +35,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from string import Template
 from types import FrameType
 
+from harness.kafka.broker_config import BrokerPorts, Security, write_server_properties
+from harness.kafka.credentials import BrokerCredentials
 from harness.ports import free_port
-from messaging import kafka_options
+from messaging import KafkaConnection, kafka_options
+from provisioning.acls import ADMIN
 
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"  # keep equal to <kafka.version> in pom.xml
@@ -117,26 +121,37 @@ def _die_with_parent() -> None:
 class LocalKafka:
     """One broker+controller process on 127.0.0.1, with its data in ``workdir``."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, security: Security = "plaintext"
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.internal_port = free_port() if security == "sasl_ssl" else None
+        self.security: Security = security
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "broker.log"
+        # Made at each start in sasl_ssl mode (broker_config): the users' passwords, the CA.
+        self.credentials: BrokerCredentials | None = None
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.workdir / "credentials.json"
+
+    def connection(self, principal: str = ADMIN) -> KafkaConnection | None:
+        """Client settings for ``principal`` on this broker; None in plaintext mode (the
+        environment's, that is plaintext, apply)."""
+        if self.credentials is None:
+            return None
+        return self.credentials.connection(principal)
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def _write_config(self) -> Path:
-        data_dir = self.workdir / "data"
-        template = Template((HERE / "server.properties.template").read_text())
-        config = self.workdir / "server.properties"
-        config.write_text(
-            template.substitute(
-                port=self.port, controller_port=self.controller_port, data_dir=data_dir
-            )
-        )
+        ports = BrokerPorts(self.port, self.controller_port, self.internal_port)
+        config, self.credentials = write_server_properties(self.workdir, self.security, ports)
         return config
 
     def _java(self, libs: Path, main_class: str, *args: str) -> list[str]:
@@ -158,9 +173,17 @@ class LocalKafka:
         # cluster id and would refuse to load.
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
         config = self._write_config()
+        users = self.credentials.scram_arguments() if self.credentials else []
         formatted = subprocess.run(
             self._java(
-                libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                new_cluster_id(),
+                "-c",
+                str(config),
+                *users,
             ),
             check=False,
             stdout=subprocess.PIPE,
@@ -201,7 +224,7 @@ class LocalKafka:
                 raise RuntimeError(
                     f"Kafka exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
-            if asyncio.run(_can_list_topics(self.bootstrap_servers)):
+            if asyncio.run(_can_list_topics(self.bootstrap_servers, self.connection())):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
@@ -236,12 +259,12 @@ class LocalKafka:
         return None
 
 
-async def _can_list_topics(bootstrap: str) -> bool:
+async def _can_list_topics(bootstrap: str, connection: KafkaConnection | None) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient  # the venv has it; fetch does not need it
 
     # Refused connections are expected while the broker boots; they are not news.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap), request_timeout_ms=2000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection), request_timeout_ms=2000)
     try:
         await admin.start()
         await admin.list_topics()
@@ -273,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
     if external:
         print(f"KAFKA_BOOTSTRAP_SERVERS is set; using {external}, starting nothing", flush=True)
         return 0
-    broker = LocalKafka(Path(args.data_dir).resolve(), port=args.port)
+    broker = LocalKafka(Path(args.data_dir).resolve(), port=args.port, security=args.security)
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -309,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="start a broker and keep it running")
     run.add_argument("--port", type=int, default=9092)
     run.add_argument("--data-dir", default="var/kafka")
+    run.add_argument("--security", choices=["plaintext", "sasl_ssl"], default="plaintext")
     args = parser.parse_args(argv)
     if args.command == "fetch":
         print(ensure_jars())

@@ -41,6 +41,9 @@ from api.app import create_app
 from api.settings import ServerSettings, Settings
 from audit.settings import AuditSettings
 from fraud.settings import FraudSettings
+from harness.kafka.compose_secrets import broker_properties, write_compose_secrets
+from messaging import KafkaConnection
+from provisioning.acls import ADMIN, API, AUDIT, FRAUD, LAG_READER, PRINCIPALS, WORKER
 from provisioning.specs import ProvisioningSettings
 from schemas import topics
 from worker.probes import ProbeServer
@@ -67,6 +70,12 @@ SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
 SUBCOMMANDS_USED_BY_DEPLOYMENTS = {("worker", "migrate"), ("audit", "migrate")}
 # Variables read by libraries rather than by a settings class (OpenTelemetry's exporter).
 LIBRARY_VARIABLES = re.compile(r"^OTEL_[A-Z0-9_]+$")
+# Every process's Kafka connection settings (messaging/connection.py, prefix KAFKA_).
+CONNECTION_VARIABLES = {f"KAFKA_{name.upper()}" for name in KafkaConnection.model_fields}
+# The Kafka principal each process logs in as (provisioning/acls.py).
+PRINCIPAL_OF = {"api": API, "worker": WORKER, "audit": AUDIT, "fraud": FRAUD, "provisioning": ADMIN}
+KAFKA_CA_SECRET = "device-binding-kafka-ca"
+CONNECTION_FILES = {name.lower() for name in CONNECTION_VARIABLES}
 
 # The probe contract (the ports are the settings' defaults, checked below).
 API_PORT = 8000
@@ -177,13 +186,13 @@ def compose_processes() -> list[Process]:
     for name, service in our_services().items():
         environment = service.get("environment", {})
         assert isinstance(environment, dict), f"{name}: environment as a map, please"
-        processes.append(
-            Process(
-                f"compose/{name}",
-                service["command"],
-                {key: _env_value(value) for key, value in environment.items()},
-            )
-        )
+        variables = {key: _env_value(value) for key, value in environment.items()}
+        # A secret mounted as /run/secrets/<variable in lower case> is read as that variable
+        # (messaging/connection.py).
+        for secret in service.get("secrets", []):
+            if secret["target"] in CONNECTION_FILES:
+                variables[secret["target"].upper()] = "(from a secret file)"
+        processes.append(Process(f"compose/{name}", service["command"], variables))
     return processes
 
 
@@ -363,6 +372,7 @@ def test_every_variable_is_a_setting_of_its_process_and_they_load(
 ) -> None:
     classes = SETTINGS[process.module]
     fields = {name.upper() for cls in classes for name in cls.model_fields}
+    fields |= CONNECTION_VARIABLES
     unknown = sorted(
         name
         for name in process.environment
@@ -375,10 +385,13 @@ def test_every_variable_is_a_setting_of_its_process_and_they_load(
         for cls in group:
             for name in cls.model_fields:
                 monkeypatch.delenv(name.upper(), raising=False)
+    for name in CONNECTION_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     for name, value in process.environment.items():
         monkeypatch.setenv(name, value)
     for cls in classes:
         cls()
+    KafkaConnection().check()
 
 
 def test_the_databases_are_separate_and_postgresql() -> None:
@@ -621,7 +634,7 @@ def test_every_pod_runs_unprivileged_as_the_image_user() -> None:
             for bound in ("requests", "limits"):
                 assert set(container["resources"][bound]) == {"cpu", "memory"}, where
             # A read-only root: /tmp is the only writable place; a Secret's files (the audit
-            # signing key) may be mounted read-only.
+            # signing key, the Kafka CA) may be mounted read-only.
             mounts = container["volumeMounts"]
             writable = [mount["mountPath"] for mount in mounts if not mount.get("readOnly")]
             assert writable == ["/tmp"], where  # noqa: S108
@@ -661,7 +674,10 @@ def test_placeholder_secrets_are_obviously_placeholders() -> None:
     for resource in k8s_resources():
         if resource["kind"] == "Secret":
             assert "data" not in resource  # stringData only: readable, never real
-            for value in resource["stringData"].values():
+            for key, value in resource["stringData"].items():
+                if key == "username":  # a principal's name is no secret (KEDA reads it here)
+                    assert value in PRINCIPALS
+                    continue
                 assert "REPLACE_ME" in value
 
 
@@ -698,17 +714,56 @@ def test_compose_start_order() -> None:
 def test_compose_kafka_is_a_single_kraft_node_reachable_on_the_network() -> None:
     kafka = compose()["services"]["kafka"]
     assert kafka["image"] == "apache/kafka:4.1.1"
-    environment = kafka["environment"]
-    assert set(environment["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    listeners = environment["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    advertised = dict(listener.split("://", 1) for listener in listeners)
-    # The containers reach the broker at the address it advertises to them.
+    properties = dict(
+        line.split("=", 1)
+        for line in broker_properties("x").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(properties["process.roles"].split(",")) == {"broker", "controller"}
+    advertised = dict(
+        listener.split("://", 1) for listener in properties["advertised.listeners"].split(",")
+    )
+    protocols = dict(
+        pair.split(":") for pair in properties["listener.security.protocol.map"].split(",")
+    )
+    # The containers reach the broker at the address it advertises to them, over SASL_SSL.
     for process in compose_processes():
         bootstrap = process.environment.get("KAFKA_BOOTSTRAP_SERVERS")
         if bootstrap is not None:
-            assert bootstrap == advertised[environment["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+            assert bootstrap == advertised["CLIENT"], process.where
+            assert process.environment["KAFKA_SECURITY_PROTOCOL"] == protocols["CLIENT"]
+    assert protocols["CLIENT"] == protocols["HOST"] == "SASL_SSL"
+    # Only the containers' and the host tools' listeners are published: the broker's own
+    # (INTERNAL, CONTROLLER) stay inside its container.
+    assert kafka["ports"] == [f"127.0.0.1:{advertised['HOST'].rpartition(':')[2]}:29092"]
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    assert properties["super.users"] == "User:broker;User:admin"
     # The storage is formatted with this id: a UUID in Kafka's base64url form.
-    assert len(base64.urlsafe_b64decode(environment["CLUSTER_ID"] + "==")) == 16
+    cluster_id = kafka["environment"]["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_each_compose_service_logs_in_to_kafka_as_its_own_principal(tmp_path: Path) -> None:
+    assert write_compose_secrets(tmp_path)
+    files = compose()["secrets"]
+    seen = []
+    for process in compose_processes():
+        if "KAFKA_BOOTSTRAP_SERVERS" not in process.environment:
+            continue
+        name = process.where.removeprefix("compose/")
+        principal = process.environment["KAFKA_SASL_USERNAME"]
+        assert principal == PRINCIPAL_OF[process.module], process.where
+        mounted = {s["target"]: s["source"] for s in compose()["services"][name]["secrets"]}
+        assert mounted["kafka_sasl_password"] == f"kafka-{principal}-password"
+        assert process.environment["KAFKA_SSL_CAFILE"] == "/run/secrets/kafka_ca"
+        assert mounted["kafka_ca"] == "kafka-ca"
+        seen.append(principal)
+    assert sorted(seen) == sorted([ADMIN, API, WORKER, AUDIT, FRAUD])
+    # Every secret file compose mounts is one the generator writes.
+    for secret in files.values():
+        path = Path(secret["file"])
+        assert path.parent == Path("../var/compose/kafka"), secret
+        assert (tmp_path / path.name).is_file(), secret
 
 
 # --- the image -----------------------------------------------------------------------
@@ -826,3 +881,132 @@ def test_migration_files_are_package_data() -> None:
         assert any(fnmatch.fnmatchcase(path.name, pattern) for pattern in patterns), path
         # In a package (a folder with __init__.py), or setuptools would not look there.
         assert (path.parent / "__init__.py").exists(), path
+
+
+# --- Kafka: each process its own principal, and the network ----------------------------------
+
+
+def kafka_containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(where, container, pod spec) of every k8s container that reaches Kafka."""
+    found = []
+    kafka_config = find("ConfigMap", "device-binding-kafka")["metadata"]["name"]
+    for workload in workloads():
+        spec = pod_spec(workload)
+        for container in spec["containers"]:
+            sources = [s.get("configMapRef", {}).get("name") for s in container.get("envFrom", [])]
+            if kafka_config in sources:
+                found.append((f"{resource_id(workload)}/{container['name']}", container, spec))
+    return found
+
+
+def test_every_kafka_client_logs_in_as_its_own_principal_with_its_own_secret() -> None:
+    kafka = find("ConfigMap", "device-binding-kafka")["data"]
+    assert kafka["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert kafka["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    principals = []
+    for where, container, _spec in kafka_containers():
+        module = container["command"][2]
+        env = {variable["name"]: variable for variable in container["env"]}
+        principal = env["KAFKA_SASL_USERNAME"]["value"]
+        assert principal == PRINCIPAL_OF[module], where
+        reference = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert reference["name"] == f"device-binding-kafka-{principal}", where
+        secret = find("Secret", reference["name"])
+        assert reference["key"] in secret["stringData"], where
+        principals.append(principal)
+    # Every process of the product, and no principal shared by two kinds of process.
+    assert sorted(principals) == sorted([ADMIN, API, WORKER, AUDIT, FRAUD])
+
+
+def test_every_kafka_client_trusts_the_ca_from_its_secret() -> None:
+    cafile = Path(find("ConfigMap", "device-binding-kafka")["data"]["KAFKA_SSL_CAFILE"])
+    for where, container, spec in kafka_containers():
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        (mount,) = [m for m in container["volumeMounts"] if cafile.is_relative_to(m["mountPath"])]
+        assert mount["readOnly"] is True, where
+        source = volumes[mount["name"]]["secret"]
+        assert source["secretName"] == KAFKA_CA_SECRET, where
+        assert cafile.name in find("Secret", KAFKA_CA_SECRET)["stringData"], where
+
+
+def test_the_topics_job_applies_the_acls_as_admin() -> None:
+    (job,) = [p for p in k8s_processes() if p.module == "provisioning"]
+    assert job.arguments == ["--acls"]
+
+
+def test_keda_measures_the_lag_as_the_lag_reader() -> None:
+    (trigger,) = find("ScaledObject", "device-binding-worker")["spec"]["triggers"]
+    assert trigger["metadata"]["sasl"] == "scram_sha512"
+    assert trigger["metadata"]["tls"] == "enable"
+    authentication = find("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    references = {ref["parameter"]: ref for ref in authentication["spec"]["secretTargetRef"]}
+    assert set(references) == {"username", "password", "ca"}
+    secret = find("Secret", references["password"]["name"])
+    assert secret["stringData"][references["username"]["key"]] == LAG_READER
+    assert references["username"]["name"] == references["password"]["name"]
+    assert (references["ca"]["name"], references["ca"]["key"]) == (KAFKA_CA_SECRET, "ca.crt")
+
+
+def network_policies() -> list[dict[str, Any]]:
+    return [r for r in k8s_resources() if r["kind"] == "NetworkPolicy"]
+
+
+def _selected(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _pod_labels() -> dict[str, dict[str, str]]:
+    return {resource_id(w): w["spec"]["template"]["metadata"]["labels"] for w in workloads()}
+
+
+def test_the_namespace_denies_all_traffic_not_allowed() -> None:
+    (deny,) = [
+        p
+        for p in network_policies()
+        if p["spec"]["podSelector"] == {}
+        and "ingress" not in p["spec"]
+        and "egress" not in p["spec"]
+    ]
+    assert sorted(deny["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    for policy in network_policies():
+        for rule in [*policy["spec"].get("ingress", []), *policy["spec"].get("egress", [])]:
+            # Every allowance names its peers and its ports: no rule opens everything.
+            assert rule.get("from") or rule.get("to"), resource_id(policy)
+            assert rule["ports"], resource_id(policy)
+
+
+def test_kafka_clients_and_only_they_reach_the_brokers_listener() -> None:
+    bootstrap = find("ConfigMap", "device-binding-kafka")["data"]["KAFKA_BOOTSTRAP_SERVERS"]
+    port = int(bootstrap.rpartition(":")[2])
+    (kafka,) = [
+        p
+        for p in network_policies()
+        if any(q["port"] == port for r in p["spec"].get("egress", []) for q in r["ports"])
+    ]
+    labels = _pod_labels()
+    clients = {where.rsplit("/", 1)[0] for where, _, _ in kafka_containers()}
+    reaching = {workload for workload, pod in labels.items() if _selected(kafka, pod)}
+    assert reaching == clients
+    # The migrations Job has no Kafka credentials and no route to the brokers.
+    assert "Job/device-binding-migrations" not in reaching
+
+
+def test_only_the_api_takes_calls_and_only_on_its_port() -> None:
+    labels = _pod_labels()
+    api_port = 8000
+    for policy in network_policies():
+        for rule in policy["spec"].get("ingress", []):
+            selected = {w for w, pod in labels.items() if _selected(policy, pod)}
+            ports = {port["port"] for port in rule["ports"]}
+            if api_port in ports:
+                assert selected == {"Deployment/device-binding-api"}, resource_id(policy)
+            else:
+                # Metrics only: the API's admin port and the workers' probe port.
+                assert ports <= {API_ADMIN_PORT, WORKER_PORT}, resource_id(policy)
