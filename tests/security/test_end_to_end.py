@@ -1,13 +1,16 @@
 """Every process of the product on the SASL_SSL broker, each as its own principal: a device is
 bound through the HTTP front (real API and worker processes), a bad signature is answered
 with its real outcome while every other principal's forged ``{"outcome": "ok"}`` reply is
-refused by the broker, and the audit and fraud consumers read every event."""
+refused by the broker, and the audit and fraud consumers read every event, the audit consumer
+publishing signed checkpoints of its chain that ``verify --checkpoints`` reads back as the
+audit principal."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +19,14 @@ import httpx
 import pytest
 from aiokafka.errors import TopicAuthorizationFailedError
 
+from audit.signing import ensure_key_file
 from harness.kafka.secure_plane import SecurePlane
-from harness.processes import Children
+from harness.otp_keys import otp_environment
+from harness.processes import PYTHON, ROOT, Children
 from harness.stack import StackTopics, auth_environment, start_stack
 from harness.topics import OffsetWatch, read_topic
 from provisioning.acls import API, AUDIT, DEMO, FRAUD, SMS_GATEWAY
+from schemas.checkpoints import AuditCheckpoint
 from tests.security.clients import consume, publish
 from tests.support.http import Tokens
 from tests.support.worker import DeviceKey
@@ -38,7 +44,8 @@ class SecureStack:
     tokens: Tokens
     plane: SecurePlane
     children: Children
-    audit_database: Path
+    audit_env: dict[str, str]
+    audit_public_key: Path
 
     async def register(self, http: httpx.AsyncClient, key: DeviceKey, person: str) -> str:
         response = await http.post(
@@ -85,7 +92,20 @@ async def secure_stack(
     )
     tokens = Tokens(tmp_path / "keys")
     audit_database = tmp_path / "audit.db"
+    audit_key = tmp_path / "audit-signing" / "key.pem"
+    audit_public_key = ensure_key_file(audit_key)
+    audit_env = {
+        **plane.environment(AUDIT),
+        "EVENTS_TOPIC": names.events,
+        "AUDIT_CONSUMER_GROUP": names.audit_group,
+        "AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{audit_database}",
+        "AUDIT_CHECKPOINTS_TOPIC": names.audit_checkpoints,
+        "AUDIT_CHECKPOINT_SECONDS": "1",
+        "PROVISION_TOPICS": "false",  # the plane's admin made the topics
+        "PYTHONUNBUFFERED": "1",
+    }
     worker_env = {
+        **otp_environment(),
         "KAFKA_BOOTSTRAP_SERVERS": plane.bootstrap,
         **topics.worker_env(),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
@@ -102,12 +122,9 @@ async def secure_stack(
             "audit",
             ["-m", "audit"],
             env={
-                **plane.environment(AUDIT),
-                "EVENTS_TOPIC": names.events,
-                "AUDIT_CONSUMER_GROUP": names.audit_group,
-                "AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{audit_database}",
+                **audit_env,
                 "AUDIT_AUTO_MIGRATE": "true",
-                "PYTHONUNBUFFERED": "1",
+                "AUDIT_SIGNING_KEY_FILE": str(audit_key),
             },
             role="audit",
         )
@@ -131,7 +148,19 @@ async def secure_stack(
             apis=1,
             plane=plane,
         )
-        yield SecureStack(url, tokens, plane, children, audit_database)
+        yield SecureStack(url, tokens, plane, children, audit_env, audit_public_key)
+
+
+async def _await_checkpoint_of(plane: SecurePlane, records: int) -> None:
+    """Until a checkpoint on the topic covers ``records`` records."""
+    topic = plane.names.audit_checkpoints
+    async with asyncio.timeout(CATCH_UP_SECONDS):
+        while True:
+            published = await read_topic(plane.bootstrap, topic, connection=plane.connection())
+            checkpoints = [AuditCheckpoint.model_validate_json(r.value or b"") for r in published]
+            if any(checkpoint.seq >= records for checkpoint in checkpoints):
+                return
+            await asyncio.sleep(0.5)
 
 
 async def _forge_replies(plane: SecurePlane) -> list[str]:
@@ -193,9 +222,24 @@ async def test_every_process_works_over_sasl_ssl_and_forged_replies_are_refused(
             assert caught_up, f"{group} is behind:\n{stack.children.logs_of(process)[-3000:]}"
     finally:
         await watch.stop()
-    with sqlite3.connect(stack.audit_database) as audit:
+    audit_database = stack.audit_env["AUDIT_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(audit_database) as audit:
         [(recorded,)] = audit.execute("SELECT count(*) FROM audit_records").fetchall()
     assert recorded == len(events)
+
+    # The audit principal published a signed checkpoint of the whole chain, and an auditor
+    # with its credentials and the public key only checks the trail against it.
+    await _await_checkpoint_of(plane, recorded)
+    verified = subprocess.run(  # noqa: ASYNC221 - a short command, as an auditor runs it
+        [PYTHON, "-m", "audit", "verify", "--checkpoints"],
+        env={**stack.audit_env, "AUDIT_VERIFY_KEY_FILE": str(stack.audit_public_key)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # No process wrote a Kafka password (its own or another's) to its log.
     logs = "\n".join(
