@@ -1,7 +1,8 @@
 """What each principal may do on the broker, tried against it (SPEC §9): the api principal
 writes commands and reads replies, and nothing a worker does; no principal but the worker can
-publish a reply, so a forged ``{"outcome": "ok"}`` never reaches an API replica; the SMS
-gateway reads OTP deliveries and nothing else."""
+publish a reply or an event, so a forged ``{"outcome": "ok"}`` never reaches an API replica;
+no principal but the api publishes commands, so none can bind or unbind past the token check;
+only the SMS gateway reads OTP deliveries, and nothing else."""
 
 from __future__ import annotations
 
@@ -52,6 +53,38 @@ async def test_a_reply_forged_by_a_principal_other_than_the_worker_is_refused(
     await publish(plane, WORKER, plane.names.replies, b'{"from": "worker"}')
     replies = await consume(plane, API, plane.names.replies, plane.names.api_group, at_least=1)
     assert replies == [b'{"from": "worker"}']
+
+
+@pytest.mark.parametrize("principal", [WORKER, AUDIT, FRAUD, SMS_GATEWAY, DEMO])
+async def test_a_command_forged_by_a_principal_other_than_the_api_is_refused(
+    plane: SecurePlane, principal: str
+) -> None:
+    # An UnbindDevice or VerifySignature for any client_id would skip the API's token check.
+    with pytest.raises(TopicAuthorizationFailedError):
+        await publish(plane, principal, plane.names.commands, b'{"type": "unbind_device"}')
+
+
+@pytest.mark.parametrize("principal", [API, AUDIT, FRAUD, SMS_GATEWAY, DEMO])
+async def test_an_event_forged_by_a_principal_other_than_the_worker_is_refused(
+    plane: SecurePlane, principal: str
+) -> None:
+    # Audit and fraud pipelines take the events topic as the record of what was decided.
+    with pytest.raises(TopicAuthorizationFailedError):
+        await publish(plane, principal, plane.names.events, b'{"type": "signature_verified"}')
+
+
+@pytest.mark.parametrize(
+    ("principal", "group"),
+    [(WORKER, "worker_group"), (AUDIT, "audit_group"), (FRAUD, "fraud_group")],
+)
+async def test_no_principal_but_the_sms_gateway_reads_otp_deliveries(
+    plane: SecurePlane, principal: str, group: str
+) -> None:
+    names = plane.names
+    await publish(plane, WORKER, names.otp_deliveries, b'{"otp": "123456"}')
+    # In the principal's own group, which it may use: the topic is what is refused.
+    with pytest.raises(TopicAuthorizationFailedError):
+        await consume(plane, principal, names.otp_deliveries, getattr(names, group))
 
 
 async def test_the_sms_gateway_reads_otp_deliveries(plane: SecurePlane) -> None:
