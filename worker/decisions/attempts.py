@@ -152,11 +152,9 @@ class _Batch:
         if status is not ChallengeStatus.PENDING:
             return self._refuse(command, ids, challenge, TERMINAL_REASON[status])
         if challenge.digest is None:
-            # A pending challenge always keeps its digest. Without one (its sealed digest
-            # did not open: a key removed, a value copied from another challenge or tampered
-            # with; or a row written by something other than this service) no signature can
-            # verify it: refused as a spent challenge, counting nothing, since the person
-            # did nothing wrong (SPEC §3's 409; §6: never verified).
+            # No digest on a pending challenge: its sealed value did not open (a key removed,
+            # a value copied or tampered with) or another writer made the row. Nothing can
+            # verify; refused as spent, counting nothing: the person did nothing wrong.
             return self._refuse(command, ids, challenge, Reason.CHALLENGE_LOCKED)
         if self.people.locked_until(challenge.device.owner) is not None:
             # The person failed too often in a row: no signature is checked until the lock
