@@ -15,21 +15,25 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from messaging import kafka_options
+from messaging import KafkaConnection, kafka_options
 
 _SETTLE_SECONDS = 2.0
 
 
-def _producer(bootstrap: str) -> AIOKafkaProducer:
+def _producer(bootstrap: str, connection: KafkaConnection | None) -> AIOKafkaProducer:
     # The product's producers' settings (api.commands, worker.outbox): acks=all, no linger.
     return AIOKafkaProducer(
-        **kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=0
+        **kafka_options(bootstrap, connection), acks="all", enable_idempotence=True, linger_ms=0
     )
 
 
-async def _echo(bootstrap: str, requests: str, replies: str) -> None:
-    consumer = AIOKafkaConsumer(requests, **kafka_options(bootstrap), auto_offset_reset="earliest")
-    producer = _producer(bootstrap)
+async def _echo(
+    bootstrap: str, connection: KafkaConnection | None, requests: str, replies: str
+) -> None:
+    consumer = AIOKafkaConsumer(
+        requests, **kafka_options(bootstrap, connection), auto_offset_reset="earliest"
+    )
+    producer = _producer(bootstrap, connection)
     await consumer.start()
     await producer.start()
     try:
@@ -40,9 +44,11 @@ async def _echo(bootstrap: str, requests: str, replies: str) -> None:
         await producer.stop()
 
 
-async def _round_trips(bootstrap: str, *, rate: float, count: int) -> list[float]:
+async def _round_trips(
+    bootstrap: str, connection: KafkaConnection | None, *, rate: float, count: int
+) -> list[float]:
     requests, replies = (f"bench.floor.{name}.{uuid.uuid4().hex[:8]}" for name in ("in", "out"))
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap, connection))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(requests, 1, 1), NewTopic(replies, 1, 1)])
@@ -50,8 +56,10 @@ async def _round_trips(bootstrap: str, *, rate: float, count: int) -> list[float
         await admin.close()
     loop = asyncio.get_running_loop()
     waiting: dict[bytes, asyncio.Future[float]] = {}
-    consumer = AIOKafkaConsumer(replies, **kafka_options(bootstrap), auto_offset_reset="earliest")
-    producer = _producer(bootstrap)
+    consumer = AIOKafkaConsumer(
+        replies, **kafka_options(bootstrap, connection), auto_offset_reset="earliest"
+    )
+    producer = _producer(bootstrap, connection)
 
     async def read_replies() -> None:
         async for message in consumer:
@@ -59,7 +67,7 @@ async def _round_trips(bootstrap: str, *, rate: float, count: int) -> list[float
             if future is not None:
                 future.set_result(time.perf_counter())
 
-    echo = asyncio.create_task(_echo(bootstrap, requests, replies))
+    echo = asyncio.create_task(_echo(bootstrap, connection, requests, replies))
     await consumer.start()
     await producer.start()
     reader = asyncio.create_task(read_replies())
@@ -82,9 +90,16 @@ async def _round_trips(bootstrap: str, *, rate: float, count: int) -> list[float
         await producer.stop()
 
 
-def measure_floor(bootstrap: str, *, rate: float, count: int = 100) -> dict[str, Any]:
-    """``count`` ping-pongs at ``rate`` per second: their p50 and p90 in milliseconds."""
-    latencies = sorted(asyncio.run(_round_trips(bootstrap, rate=rate, count=count)))
+def measure_floor(
+    bootstrap: str,
+    *,
+    rate: float,
+    count: int = 100,
+    connection: KafkaConnection | None = None,
+) -> dict[str, Any]:
+    """``count`` ping-pongs at ``rate`` per second: their p50 and p90 in milliseconds
+    (connected as ``connection``, else as the environment says)."""
+    latencies = sorted(asyncio.run(_round_trips(bootstrap, connection, rate=rate, count=count)))
     return {
         "rate": rate,
         "round_trips": count,
