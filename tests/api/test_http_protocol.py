@@ -116,8 +116,10 @@ async def test_a_head_beyond_the_bound_is_answered_431_and_closed(
 
 
 async def test_a_request_that_dribbles_in_is_cut_off(port: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Before connecting: the server's deadline starts when it accepts the connection, which
+    # may be a moment before the client sees it open.
     started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
     async def dribble() -> None:
         # A byte every tenth of the bound: each one arrives in time, the request does not.
@@ -135,8 +137,8 @@ async def test_a_request_that_dribbles_in_is_cut_off(port: int) -> None:
 
 
 async def test_a_body_that_does_not_come_is_cut_off(port: int) -> None:
+    started = time.monotonic()  # before connecting, as above
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    started = time.monotonic()
     writer.write(request(b"0123456789")[:-5])  # the head, half the body
     assert await asyncio.wait_for(reader.read(), timeout=TIMEOUT + 1.0) == b""
     assert time.monotonic() - started >= TIMEOUT
@@ -144,8 +146,8 @@ async def test_a_body_that_does_not_come_is_cut_off(port: int) -> None:
 
 
 async def test_a_connection_that_sends_nothing_is_closed(port: int) -> None:
+    started = time.monotonic()  # before connecting, as above
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    started = time.monotonic()
     assert await asyncio.wait_for(reader.read(), timeout=TIMEOUT + 1.0) == b""
     assert time.monotonic() - started >= TIMEOUT
     writer.close()
