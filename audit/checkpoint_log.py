@@ -34,7 +34,8 @@ class PublishedCheckpoint:
 
 
 class CheckpointTopicMissing(RuntimeError):
-    """The checkpoints topic does not exist: nothing was ever anchored there."""
+    """The checkpoints topic is not there for this principal: it does not exist (nothing was
+    ever anchored there), or the principal may not describe it (an ACL)."""
 
 
 async def read_checkpoints(
@@ -75,7 +76,10 @@ async def _partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition
     await admin.start()
     try:
         if topic not in await admin.list_topics():
-            raise CheckpointTopicMissing(f"the checkpoints topic {topic} does not exist")
+            raise CheckpointTopicMissing(
+                f"the checkpoints topic {topic} does not exist, or this Kafka principal "
+                "may not read it"
+            )
         [description] = await admin.describe_topics([topic])
     finally:
         await admin.close()
