@@ -12,9 +12,6 @@ It publishes nothing: SPEC §5's events are one per attempt, and an expiry is no
 later attempt is refused ``challenge_expired`` as before, with its event.
 """
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -22,9 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from schemas.challenges import ChallengeStatus
+from worker.sweeping import Sweeper
 from worker.tables import ChallengeRow, DeviceChallengeRow
-
-logger = logging.getLogger(__name__)
 
 SLICE = 1_000
 
@@ -33,7 +29,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ExpirySweeper:
+class ExpirySweeper(Sweeper):
+    task_name = "challenge-expiry"
+    swept_message = "expired %d challenges past their expiry"
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -41,10 +40,9 @@ class ExpirySweeper:
         interval_seconds: float = 30.0,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
+        super().__init__(interval_seconds=interval_seconds)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._interval = interval_seconds
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
         """Expire every pending challenge (binding and device) whose expiry has passed,
@@ -80,24 +78,3 @@ class ExpirySweeper:
                 if count < SLICE:
                     break
         return swept
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="challenge-expiry")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                swept = await self.sweep()
-                if swept:
-                    logger.info("expired %d challenges past their expiry", swept)
-            except Exception:
-                # The next round tries again; attempts meanwhile still see them as expired.
-                logger.exception("sweeping expired challenges failed")
-            await asyncio.sleep(self._interval)

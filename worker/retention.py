@@ -8,29 +8,27 @@ gone from Kafka's topic), so the rows are deleted, a bounded slice at a time so 
 transaction holds the write lock for long.
 """
 
-import asyncio
-import contextlib
-import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from worker.sweeping import Sweeper
 from worker.tables import RefusalRow
-
-logger = logging.getLogger(__name__)
 
 SLICE = 1_000
 
 
-class RefusalSweeper:
+class RefusalSweeper(Sweeper):
+    task_name = "refusal-retention"
+    swept_message = "deleted %d refusals past their retention"
+
     def __init__(
         self, engine: AsyncEngine, *, retention: timedelta, interval_seconds: float = 60.0
     ) -> None:
+        super().__init__(interval_seconds=interval_seconds)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._retention = retention
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete the refusals decided before ``now`` minus the retention; how many."""
@@ -52,24 +50,3 @@ class RefusalSweeper:
             deleted += count
             if count < SLICE:
                 return deleted
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="refusal-retention")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                deleted = await self.sweep()
-                if deleted:
-                    logger.info("deleted %d refusals past their retention", deleted)
-            except Exception:
-                # The next round tries again; refusals kept a little longer harm nobody.
-                logger.exception("sweeping refusals failed")
-            await asyncio.sleep(self._interval)
