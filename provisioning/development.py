@@ -35,6 +35,11 @@ async def provision_topics(
         TopicSpec(name, partitions, replication_factor, topic_configs)
         for name, topic_configs in configs.items()
     ]
+    await create_missing_topics(bootstrap_servers, specs)
+
+
+async def create_missing_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> None:
+    """Create those of ``specs`` the cluster does not have; raise if it refuses one."""
     admin = AIOKafkaAdminClient(**kafka_options(bootstrap_servers))
     await admin.start()
     try:
@@ -43,7 +48,7 @@ async def provision_topics(
         if not missing:
             return
         failures = await create_topics(admin, missing, validate_only=False)
-        # Another worker may have created some at the same moment: that is what we wanted.
+        # Another process may have created some at the same moment: that is what we wanted.
         failures = {
             name: error for name, error in failures.items() if error.code != TOPIC_ALREADY_EXISTS
         }
